@@ -1,0 +1,267 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+
+	"github.com/llmgate/llmgate/diag"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the llm app: the fleet of inference backends, scraped every interval,
+// with a health verdict per backend. Its state lives in a process-wide fleet that
+// outlives config reloads, so statistics and history are not lost on `caddy reload`.
+type App struct {
+	// ScrapeInterval between scrapes of each backend. Default 1s.
+	ScrapeInterval caddy.Duration `json:"scrape_interval,omitempty"`
+	// ScrapeTimeout of one fetch. Default: the interval, at most 5s.
+	ScrapeTimeout caddy.Duration `json:"scrape_timeout,omitempty"`
+	// MaxConcurrentScrapes across the fleet. Default 64.
+	MaxConcurrentScrapes int `json:"max_concurrent_scrapes,omitempty"`
+	// Backends to watch besides the upstreams of reverse_proxy handlers that use
+	// lb_policy llm (host:port).
+	Backends []string `json:"backends,omitempty"`
+	// DCGM, Node and Agent are optional per-host diagnostic sources, URL templates
+	// over each backend address with {host}, {port} and {upstream}.
+	DCGM  string `json:"dcgm,omitempty"`
+	Node  string `json:"node,omitempty"`
+	Agent string `json:"agent,omitempty"`
+	// Health rules; unset fields keep their defaults.
+	Health *diag.Rules `json:"health,omitempty"`
+
+	ctx    caddy.Context
+	fleet  *fleet
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "llm", New: func() caddy.Module { return new(App) }}
+}
+
+// Provision joins the process-wide fleet. It starts nothing: `caddy validate`
+// provisions too.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	f, err := acquireFleet()
+	if err != nil {
+		return err
+	}
+	a.fleet = f
+	reg := ctx.GetMetricsRegistry()
+	if reg != nil {
+		if err := registerCollectors(reg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (a *App) Validate() error {
+	if a.ScrapeInterval < 0 || a.ScrapeTimeout < 0 {
+		return fmt.Errorf("scrape_interval and scrape_timeout must not be negative")
+	}
+	for _, b := range a.Backends {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("backend %q: want host:port: %v", b, err)
+		}
+	}
+	for name, tmpl := range map[string]string{"dcgm": a.DCGM, "node": a.Node, "agent": a.Agent} {
+		if tmpl != "" && !strings.HasPrefix(tmpl, "http://") && !strings.HasPrefix(tmpl, "https://") {
+			return fmt.Errorf("%s: %q is not an http(s) URL template", name, tmpl)
+		}
+	}
+	return nil
+}
+
+// Start applies this config to the fleet, discovers the static backends and starts
+// scraping (once per process; a reload only reconfigures).
+func (a *App) Start() error {
+	rules := diag.DefaultRules()
+	if a.Health != nil {
+		rules = *a.Health
+	}
+	logger := a.logger
+	a.fleet.monitor.Configure(diag.MonitorConfig{
+		Interval:      time.Duration(a.ScrapeInterval),
+		Timeout:       time.Duration(a.ScrapeTimeout),
+		MaxConcurrent: a.MaxConcurrentScrapes,
+		Sources:       map[string]string{diag.SourceDCGM: a.DCGM, diag.SourceNode: a.Node, diag.SourceAgent: a.Agent},
+		Rules:         rules,
+		OnScrape:      observeScrape,
+		OnVerdict: func(addr string, from, to diag.Verdict) {
+			logger.Info("backend health changed",
+				zap.String("backend", addr),
+				zap.String("from", string(from.State)),
+				zap.String("to", string(to.State)),
+				zap.Strings("reasons", to.Reasons))
+		},
+	})
+	static, err := a.discoverBackends()
+	if err != nil {
+		return err
+	}
+	a.fleet.monitor.SetStatic(static)
+	a.fleet.start()
+	a.logger.Info("llm fleet configured", zap.Strings("backends", static),
+		zap.Duration("scrape_interval", time.Duration(a.ScrapeInterval)))
+	return nil
+}
+
+// Stop does nothing: the fleet keeps scraping across a reload and is stopped by
+// Cleanup when the last config that uses it goes away.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's hold on the fleet.
+func (a *App) Cleanup() error {
+	if a.fleet != nil {
+		return releaseFleet()
+	}
+	return nil
+}
+
+// discoverBackends returns the configured backends plus the static upstreams of
+// every reverse_proxy handler that uses lb_policy llm, de-duplicated and in order.
+func (a *App) discoverBackends() ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	add := func(addr string) {
+		if addr != "" && !seen[addr] {
+			seen[addr] = true
+			out = append(out, addr)
+		}
+	}
+	for _, b := range a.Backends {
+		add(b)
+	}
+	httpApp, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return out, nil // no http app: only the explicit backends
+	}
+	app, ok := httpApp.(*caddyhttp.App)
+	if !ok {
+		return out, nil
+	}
+	for _, srv := range app.Servers {
+		walkRoutes(srv.Routes, func(h *reverseproxy.Handler) {
+			if h.LoadBalancing == nil {
+				return
+			}
+			if _, ok := h.LoadBalancing.SelectionPolicy.(*Selection); !ok {
+				return
+			}
+			for _, u := range h.Upstreams {
+				add(upstreamAddr(u.Dial))
+			}
+		})
+	}
+	return out, nil
+}
+
+// walkRoutes calls fn for every reverse_proxy handler in routes, descending into
+// subroutes (handle, route and friends compile to those).
+func walkRoutes(routes caddyhttp.RouteList, fn func(*reverseproxy.Handler)) {
+	for _, r := range routes {
+		for _, h := range r.Handlers {
+			switch h := h.(type) {
+			case *reverseproxy.Handler:
+				fn(h)
+			case *caddyhttp.Subroute:
+				walkRoutes(h.Routes, fn)
+			}
+		}
+	}
+}
+
+// upstreamAddr turns a Dial value into the host:port that is scraped. Addresses
+// with placeholders or non-TCP networks cannot be scraped ahead of traffic; the
+// policy reports those it actually dials.
+func upstreamAddr(dial string) string {
+	if strings.Contains(dial, "{") {
+		return ""
+	}
+	na, err := caddy.ParseNetworkAddress(dial)
+	if err != nil || na.IsUnixNetwork() || na.PortRangeSize() != 1 {
+		return ""
+	}
+	return net.JoinHostPort(na.Host, fmt.Sprint(na.StartPort))
+}
+
+// fleet is the process-wide state of the llm app: it survives config reloads
+// because every config's App holds a reference in fleets (a caddy.UsagePool).
+type fleet struct {
+	monitor *diag.Monitor
+	cancel  context.CancelFunc
+	started bool
+}
+
+var fleets = caddy.NewUsagePool()
+
+const fleetKey = "llm.fleet"
+
+func acquireFleet() (*fleet, error) {
+	v, _, err := fleets.LoadOrNew(fleetKey, func() (caddy.Destructor, error) {
+		return &fleet{monitor: diag.NewMonitor(diag.MonitorConfig{})}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*fleet), nil
+}
+
+func releaseFleet() error {
+	_, err := fleets.Delete(fleetKey)
+	return err
+}
+
+// currentFleet returns the live fleet, or nil when no config uses one.
+func currentFleet() *fleet {
+	var f *fleet
+	fleets.Range(func(_, v any) bool {
+		f = v.(*fleet)
+		return false
+	})
+	return f
+}
+
+// start runs the scrape loop once per fleet lifetime. Apps start serially, so no
+// lock is needed beyond Caddy's own.
+func (f *fleet) start() {
+	if f.started {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	f.started = true
+	go f.monitor.Run(ctx)
+}
+
+// Destruct stops the scrape loop when the last config releases the fleet.
+func (f *fleet) Destruct() error {
+	if f.cancel != nil {
+		f.cancel()
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+	_ caddy.Destructor   = (*fleet)(nil)
+)

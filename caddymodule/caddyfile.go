@@ -1,0 +1,99 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("llm", parseGlobalOption)
+}
+
+// parseGlobalOption turns the global `llm { ... }` block into the llm app.
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "llm", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from the global option block:
+//
+//	llm {
+//		scrape_interval 1s
+//		scrape_timeout  800ms
+//		max_concurrent_scrapes 64
+//		backends 10.0.0.9:8000 ...
+//		dcgm  http://{host}:9400/metrics
+//		node  http://{host}:9100/metrics
+//		agent http://{host}:9109/diag
+//		health { ... }
+//	}
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "scrape_interval", "scrape_timeout":
+			name := d.Val()
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("%s: %v", name, err)
+			}
+			if name == "scrape_interval" {
+				a.ScrapeInterval = caddy.Duration(dur)
+			} else {
+				a.ScrapeTimeout = caddy.Duration(dur)
+			}
+		case "max_concurrent_scrapes":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return d.Errf("max_concurrent_scrapes: want a positive integer, got %q", d.Val())
+			}
+			a.MaxConcurrentScrapes = n
+		case "backends":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.Backends = append(a.Backends, args...)
+		case "dcgm", "node", "agent":
+			name := d.Val()
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch name {
+			case "dcgm":
+				a.DCGM = d.Val()
+			case "node":
+				a.Node = d.Val()
+			case "agent":
+				a.Agent = d.Val()
+			}
+		case "health":
+			rules, err := parseHealthRules(d)
+			if err != nil {
+				return err
+			}
+			a.Health = rules
+		default:
+			return d.Errf("unrecognized llm option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+var _ caddyfile.Unmarshaler = (*App)(nil)

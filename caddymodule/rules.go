@@ -1,0 +1,157 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/dustin/go-humanize"
+
+	"github.com/llmgate/llmgate/diag"
+)
+
+// parseHealthRules reads the `health { ... }` block of the llm global option.
+// Every rule is on with its default unless the block says otherwise; `<rule> off`
+// turns one off.
+//
+//	health {
+//		pcie_downgrade busy 10
+//		hw_throttle on
+//		xid 5m
+//		ecc 5m
+//		preemption_rate 1/s for 30s
+//		throughput_drop 0.5x for 60s baseline 10m
+//		swap 256MiB
+//		scrape_failures 3
+//		stale_after 30s
+//	}
+func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
+	var r diag.Rules
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		rule := d.Val()
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return nil, d.Errf("health %s: missing value (or off)", rule)
+		}
+		off := args[0] == "off"
+		if off && len(args) > 1 {
+			return nil, d.Errf("health %s off: unexpected %q", rule, args[1])
+		}
+		var err error
+		switch rule {
+		case "pcie_downgrade":
+			r.PCIeDowngrade.Disabled = off
+			if !off {
+				err = keywords(args, map[string]func(string) error{
+					"busy": floatInto(&r.PCIeDowngrade.BusyUtilPercent, "%"),
+				}, "on")
+			}
+		case "hw_throttle":
+			r.HWSlowdown.Disabled = off
+			if !off && (args[0] != "on" || len(args) > 1) {
+				return nil, d.Errf("health hw_throttle: want on or off")
+			}
+		case "xid", "ecc":
+			w := &r.XID
+			if rule == "ecc" {
+				w = &r.ECCUncorrected
+			}
+			w.Disabled = off
+			if !off {
+				err = durationInto(&w.Window)(args[0])
+				if err == nil && len(args) > 1 {
+					return nil, d.ArgErr()
+				}
+			}
+		case "preemption_rate":
+			p := &r.PreemptionStorm
+			p.Disabled = off
+			if !off {
+				if err = floatInto(&p.PerSecond, "/s")(args[0]); err == nil {
+					err = keywords(args[1:], map[string]func(string) error{"for": durationInto(&p.For)}, "")
+				}
+			}
+		case "throughput_drop":
+			t := &r.ThroughputDrop
+			t.Disabled = off
+			if !off {
+				if err = floatInto(&t.Ratio, "x")(args[0]); err == nil {
+					err = keywords(args[1:], map[string]func(string) error{
+						"for":      durationInto(&t.For),
+						"baseline": durationInto(&t.Baseline),
+					}, "")
+				}
+			}
+		case "swap":
+			r.Swap.Disabled = off
+			if !off {
+				var n uint64
+				n, err = humanize.ParseBytes(args[0])
+				r.Swap.MaxBytes = float64(n)
+			}
+		case "scrape_failures":
+			r.ScrapeFailures.Disabled = off
+			if !off {
+				r.ScrapeFailures.After, err = strconv.Atoi(args[0])
+			}
+		case "stale_after":
+			err = durationInto(&r.StaleAfter)(args[0])
+		default:
+			return nil, d.Errf("unrecognized health rule %q", rule)
+		}
+		if err != nil {
+			return nil, d.Errf("health %s: %v", rule, err)
+		}
+	}
+	return &r, nil
+}
+
+// keywords parses "key value key value ..." pairs; a leading bare word equal to
+// allowedBare (e.g. "on") is accepted and skipped.
+func keywords(args []string, setters map[string]func(string) error, allowedBare string) error {
+	if len(args) > 0 && allowedBare != "" && args[0] == allowedBare {
+		args = args[1:]
+	}
+	for len(args) > 0 {
+		set, ok := setters[args[0]]
+		if !ok || len(args) < 2 {
+			return errUsage(args[0])
+		}
+		if err := set(args[1]); err != nil {
+			return err
+		}
+		args = args[2:]
+	}
+	return nil
+}
+
+type errUsage string
+
+func (e errUsage) Error() string { return "unexpected " + strconv.Quote(string(e)) }
+
+func floatInto(dst *float64, suffix string) func(string) error {
+	return func(s string) error {
+		v, err := strconv.ParseFloat(strings.TrimSuffix(s, suffix), 64)
+		if err != nil || v <= 0 {
+			return errUsage(s)
+		}
+		*dst = v
+		return nil
+	}
+}
+
+func durationInto(dst *diag.Duration) func(string) error {
+	return func(s string) error {
+		v, err := caddy.ParseDuration(s)
+		if err != nil || v <= 0 {
+			return errUsage(s)
+		}
+		*dst = diag.Duration(time.Duration(v))
+		return nil
+	}
+}

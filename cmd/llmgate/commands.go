@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/llmgate/llmgate/diag/agent"
+	"github.com/llmgate/llmgate/sim"
+)
+
+// Our subcommands own their flags (stdlib flag, parsed by the package that
+// implements them), so cobra only routes to them.
+func init() {
+	register("sim", "[--instances N] [--base-port P] [flags] | nvidia-smi --query-gpu=... --format=csv,...",
+		"Run simulated vLLM servers (or print simulated nvidia-smi output)", sim.Main)
+	register("agent", "[--listen :9109] [--nvidia-smi PATH] [--once]",
+		"Serve this GPU host's nvidia-smi and /proc diagnostics at /diag and /metrics", agent.Main)
+	register("demo", "[--listen :8080] [--admin localhost:2019]",
+		"Run three simulated vLLM backends (one degraded) behind the gateway", runDemo)
+}
+
+func register(name, usage, short string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  name,
+		Usage: usage,
+		Short: short,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.DisableFlagParsing = true
+			cmd.RunE = func(_ *cobra.Command, args []string) error {
+				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				err := run(ctx, args, os.Stdout, os.Stderr)
+				var exit interface{ ExitCode() int }
+				if errors.As(err, &exit) {
+					if msg := err.Error(); msg != "" {
+						fmt.Fprintln(os.Stderr, msg)
+					}
+					os.Exit(exit.ExitCode())
+				}
+				return err
+			}
+		},
+	})
+}

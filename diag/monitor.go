@@ -1,0 +1,580 @@
+package diag
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// MonitorConfig says what the Monitor scrapes and how often.
+type MonitorConfig struct {
+	// Interval between scrapes of one backend (default 1 s).
+	Interval time.Duration
+	// Timeout of one scrape of one source (default Interval, at most 5 s).
+	Timeout time.Duration
+	// MaxConcurrent bounds scrapes in flight across the fleet (default 64).
+	MaxConcurrent int
+	// Sources are optional per-host diagnostic URLs, templates over the backend
+	// address: {host}, {port}, {upstream} (host:port). Keys: "dcgm", "node", "agent".
+	Sources map[string]string
+	// Rules are the health rules applied after every scrape.
+	Rules Rules
+	// Client does the fetching; nil means a dedicated client with keep-alives.
+	Client *http.Client
+	// OnScrape, if set, is called after each source fetch (for metrics).
+	OnScrape func(ScrapeEvent)
+	// OnVerdict, if set, is called when a backend's health state changes.
+	OnVerdict func(addr string, from, to Verdict)
+}
+
+// Source names accepted in MonitorConfig.Sources.
+const (
+	SourceMetrics = "metrics"
+	SourceDCGM    = "dcgm"
+	SourceNode    = "node"
+	SourceAgent   = "agent"
+)
+
+// ScrapeEvent reports one fetch of one source of one backend.
+type ScrapeEvent struct {
+	Backend  string
+	Source   string
+	Duration time.Duration
+	Err      error
+}
+
+// staleAfter is how many intervals may pass without a good scrape before a
+// backend's numbers stop being trusted.
+const staleAfter = 3
+
+// historyFull keeps every sample this long; older ones are thinned to one per
+// historyCoarse, up to historyKeep. That bounds memory per backend (≈200 samples)
+// while the longest rule window (the throughput baseline) still sees 15 minutes.
+const (
+	historyFull   = 2 * time.Minute
+	historyCoarse = 10 * time.Second
+	historyKeep   = 15 * time.Minute
+)
+
+// dynamicIdle is how long a backend learned from traffic (not from config) is kept
+// after it was last seen.
+const dynamicIdle = 10 * time.Minute
+
+// Monitor scrapes every known backend on an interval, keeps a bounded history of
+// samples per backend and a health verdict. Scrapes never block readers: readers
+// get copies under a short lock.
+type Monitor struct {
+	mu       sync.RWMutex
+	cfg      MonitorConfig
+	backends map[string]*telemetry
+	client   *http.Client
+	wake     chan struct{}
+	now      func() time.Time
+}
+
+// telemetry is the Monitor's per-backend state.
+type telemetry struct {
+	addr      string
+	static    bool
+	lastSeen  time.Time // dynamic backends: last time traffic named it
+	scraping  bool
+	history   []Sample
+	last      Sample // latest sample, good or failed, with full stats
+	lastGood  time.Time
+	lastErr   string
+	failures  int // consecutive failed scrapes
+	errors    map[string]uint64
+	verdict   Verdict
+	rates     Rates
+	scrapeDur time.Duration
+}
+
+// BackendView is a copy of what the Monitor knows about one backend.
+type BackendView struct {
+	Addr        string            `json:"address"`
+	Static      bool              `json:"static"`
+	Models      []string          `json:"models"`
+	Stats       *BackendStats     `json:"stats,omitempty"`
+	Rates       Rates             `json:"rates"`
+	GPUs        []GPU             `json:"gpus,omitempty"`
+	Host        *Host             `json:"host,omitempty"`
+	Verdict     Verdict           `json:"verdict"`
+	Stale       bool              `json:"stale"`
+	LastScrape  time.Time         `json:"last_scrape"`
+	ScrapeAge   time.Duration     `json:"-"`
+	LastError   string            `json:"last_error,omitempty"`
+	Failures    int               `json:"consecutive_failures"`
+	ErrorCounts map[string]uint64 `json:"-"`
+}
+
+// NewMonitor returns a Monitor with cfg's defaults filled in. Call Run to start it.
+func NewMonitor(cfg MonitorConfig) *Monitor {
+	m := &Monitor{backends: map[string]*telemetry{}, wake: make(chan struct{}, 1), now: time.Now}
+	m.Configure(cfg)
+	return m
+}
+
+// Configure replaces the configuration (on a config reload); history is kept.
+func (m *Monitor) Configure(cfg MonitorConfig) {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = min(cfg.Interval, 5*time.Second)
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 64
+	}
+	client := cfg.Client
+	if client == nil {
+		client = &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: cfg.Timeout}).DialContext,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     3 * cfg.Interval,
+			DisableCompression:  false,
+		}}
+	}
+	m.mu.Lock()
+	m.cfg = cfg
+	m.client = client
+	m.mu.Unlock()
+	m.poke()
+}
+
+func (m *Monitor) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SetStatic declares the backends known from configuration. Static backends not in
+// addrs become forgotten; dynamic ones are kept until idle.
+func (m *Monitor) SetStatic(addrs []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	want := map[string]bool{}
+	for _, a := range addrs {
+		want[a] = true
+		if t, ok := m.backends[a]; ok {
+			t.static = true
+			continue
+		}
+		m.backends[a] = newTelemetry(a, true, m.now())
+	}
+	for a, t := range m.backends {
+		if t.static && !want[a] {
+			t.static = false
+			t.lastSeen = m.now()
+		}
+	}
+	m.pokeLocked()
+}
+
+func (m *Monitor) pokeLocked() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Observe records that traffic was sent to addr, learning it if it is new (dynamic
+// upstreams). Cheap on the hot path: a read lock when the backend is known.
+func (m *Monitor) Observe(addr string) {
+	m.mu.RLock()
+	t, ok := m.backends[addr]
+	fresh := ok && (t.static || m.now().Sub(t.lastSeen) < time.Second)
+	m.mu.RUnlock()
+	if fresh {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.backends[addr]; ok {
+		t.lastSeen = m.now()
+		return
+	}
+	m.backends[addr] = newTelemetry(addr, false, m.now())
+	m.pokeLocked()
+}
+
+func newTelemetry(addr string, static bool, now time.Time) *telemetry {
+	return &telemetry{addr: addr, static: static, lastSeen: now, errors: map[string]uint64{},
+		verdict: Verdict{State: Healthy}}
+}
+
+// Run scrapes until ctx ends. Each backend is scraped once per interval, with its
+// start jittered within the first tenth of the interval so a large fleet is not hit
+// in lockstep; a backend whose previous scrape is still running is skipped.
+func (m *Monitor) Run(ctx context.Context) {
+	m.mu.RLock()
+	interval := m.cfg.Interval
+	m.mu.RUnlock()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	sem := make(chan struct{}, 1024)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		m.mu.Lock()
+		if m.cfg.Interval != interval {
+			interval = m.cfg.Interval
+			ticker.Reset(interval)
+		}
+		if cap(sem) != m.cfg.MaxConcurrent {
+			sem = make(chan struct{}, m.cfg.MaxConcurrent)
+		}
+		now := m.now()
+		var due []*telemetry
+		for a, t := range m.backends {
+			if !t.static && now.Sub(t.lastSeen) > dynamicIdle {
+				delete(m.backends, a)
+				continue
+			}
+			if !t.scraping {
+				t.scraping = true
+				due = append(due, t)
+			}
+		}
+		jitter := interval / 10
+		m.mu.Unlock()
+
+		for _, t := range due {
+			wg.Add(1)
+			go func(t *telemetry) {
+				defer wg.Done()
+				if jitter > 0 {
+					select {
+					case <-time.After(rand.N(jitter)):
+					case <-ctx.Done():
+					}
+				}
+				select {
+				case sem <- struct{}{}:
+					m.scrape(ctx, t)
+					<-sem
+				case <-ctx.Done():
+				}
+				m.mu.Lock()
+				t.scraping = false
+				m.mu.Unlock()
+			}(t)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-m.wake:
+		}
+	}
+}
+
+// ScrapeOnce scrapes every known backend once, synchronously (tests, diagnose).
+func (m *Monitor) ScrapeOnce(ctx context.Context) {
+	m.mu.RLock()
+	all := make([]*telemetry, 0, len(m.backends))
+	for _, t := range m.backends {
+		all = append(all, t)
+	}
+	m.mu.RUnlock()
+	var wg sync.WaitGroup
+	for _, t := range all {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.scrape(ctx, t) }()
+	}
+	wg.Wait()
+}
+
+// scrape fetches all sources of one backend concurrently and records the sample.
+func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
+	m.mu.RLock()
+	cfg := m.cfg
+	client := m.client
+	m.mu.RUnlock()
+
+	started := m.now()
+	s := Sample{At: started}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var sourceErrs, failedSources []string
+	fetch := func(source, url string, parse func(io.Reader) error) {
+		defer wg.Done()
+		t0 := time.Now()
+		err := m.fetch(ctx, client, cfg.Timeout, url, parse)
+		if cfg.OnScrape != nil {
+			cfg.OnScrape(ScrapeEvent{Backend: t.addr, Source: source, Duration: time.Since(t0), Err: err})
+		}
+		if err != nil {
+			mu.Lock()
+			sourceErrs = append(sourceErrs, source+": "+err.Error())
+			failedSources = append(failedSources, source)
+			mu.Unlock()
+		}
+	}
+
+	var stats *BackendStats
+	var metricsErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t0 := time.Now()
+		metricsErr = m.fetch(ctx, client, cfg.Timeout, "http://"+t.addr+"/metrics", func(r io.Reader) error {
+			var err error
+			stats, err = ParseBackendMetrics(r)
+			return err
+		})
+		if cfg.OnScrape != nil {
+			cfg.OnScrape(ScrapeEvent{Backend: t.addr, Source: SourceMetrics, Duration: time.Since(t0), Err: metricsErr})
+		}
+	}()
+	for _, source := range []string{SourceDCGM, SourceNode, SourceAgent} {
+		tmpl := cfg.Sources[source]
+		if tmpl == "" {
+			continue
+		}
+		url := ExpandSourceURL(tmpl, t.addr)
+		wg.Add(1)
+		switch source {
+		case SourceDCGM:
+			go fetch(source, url, func(r io.Reader) error {
+				gpus, err := ParseDCGM(r)
+				mu.Lock()
+				s.GPUs = append(s.GPUs, gpus...)
+				mu.Unlock()
+				return err
+			})
+		case SourceNode:
+			go fetch(source, url, func(r io.Reader) error {
+				h, err := ParseNodeExporter(r)
+				mu.Lock()
+				s.Host = h
+				mu.Unlock()
+				return err
+			})
+		case SourceAgent:
+			go fetch(source, url, func(r io.Reader) error {
+				gpus, h, err := parseAgentDiag(r)
+				mu.Lock()
+				if len(s.GPUs) == 0 {
+					s.GPUs = gpus
+				}
+				if s.Host == nil {
+					s.Host = h
+				}
+				mu.Unlock()
+				return err
+			})
+		}
+	}
+	wg.Wait()
+	dur := m.now().Sub(started)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t.scrapeDur = dur
+	for _, source := range failedSources {
+		t.errors[source]++
+	}
+	if metricsErr != nil {
+		t.errors[SourceMetrics]++
+		t.failures++
+		t.lastErr = "metrics: " + metricsErr.Error()
+		s.ScrapeErr = t.lastErr
+	} else {
+		t.failures = 0
+		t.lastGood = s.At
+		s.Stats = stats
+		t.lastErr = strings.Join(sourceErrs, "; ")
+		if prev := t.lastGoodStats(); prev != nil {
+			t.rates = ComputeRates(prev.Stats, stats, s.At.Sub(prev.At))
+		}
+	}
+	if s.Host != nil && t.last.Host != nil && s.Host.CPUSeconds != nil {
+		s.Host.CPUBusy = CPUBusyBetween(t.last.Host.CPUSeconds, s.Host.CPUSeconds)
+	}
+	t.last = s
+	t.appendHistory(s)
+	v := Evaluate(cfg.Rules, t.history)
+	if cfg.OnVerdict != nil && !sameVerdict(v, t.verdict) {
+		from := t.verdict
+		defer cfg.OnVerdict(t.addr, from, v)
+	}
+	t.verdict = v
+}
+
+// lastGoodStats returns the latest history sample with stats.
+func (t *telemetry) lastGoodStats() *Sample {
+	for i := len(t.history) - 1; i >= 0; i-- {
+		if t.history[i].Stats != nil {
+			return &t.history[i]
+		}
+	}
+	return nil
+}
+
+// appendHistory adds s and thins old samples. The stored copy drops the TTFT
+// buckets (only the latest sample needs them).
+func (t *telemetry) appendHistory(s Sample) {
+	if s.Stats != nil {
+		st := *s.Stats
+		st.TTFT = Histogram{Count: st.TTFT.Count, Sum: st.TTFT.Sum}
+		s.Stats = &st
+	}
+	t.history = append(t.history, s)
+	cutoffFull := s.At.Add(-historyFull)
+	cutoffKeep := s.At.Add(-historyKeep)
+	kept := t.history[:0]
+	var lastCoarse time.Time
+	for _, h := range t.history {
+		switch {
+		case h.At.Before(cutoffKeep):
+			continue
+		case h.At.Before(cutoffFull):
+			if !lastCoarse.IsZero() && h.At.Sub(lastCoarse) < historyCoarse {
+				continue
+			}
+			lastCoarse = h.At
+		}
+		kept = append(kept, h)
+	}
+	clear(t.history[len(kept):])
+	t.history = kept
+}
+
+// maxSourceBytes bounds what one fetch may read; the parsers bound themselves too.
+const maxSourceBytes = MaxScrapeBytes
+
+func (m *Monitor) fetch(ctx context.Context, client *http.Client, timeout time.Duration, url string, parse func(io.Reader) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return parse(io.LimitReader(resp.Body, maxSourceBytes+1))
+}
+
+// ExpandSourceURL fills {host}, {port} and {upstream} in tmpl from a backend
+// address "host:port".
+func ExpandSourceURL(tmpl, upstream string) string {
+	host, port, err := net.SplitHostPort(upstream)
+	if err != nil {
+		host = upstream
+	}
+	hostForURL := host
+	if strings.Contains(host, ":") {
+		hostForURL = "[" + host + "]"
+	}
+	return strings.NewReplacer("{host}", hostForURL, "{port}", port, "{upstream}", upstream).Replace(tmpl)
+}
+
+// parseAgentDiag reads the llmgate agent's /diag JSON.
+func parseAgentDiag(r io.Reader) ([]GPU, *Host, error) {
+	var doc struct {
+		GPUs   []GPU             `json:"gpus"`
+		Host   *Host             `json:"host"`
+		Errors map[string]string `json:"errors"`
+	}
+	if err := json.NewDecoder(r).Decode(&doc); err != nil {
+		return nil, nil, fmt.Errorf("agent /diag: %w", err)
+	}
+	var err error
+	if msg := doc.Errors["nvidia_smi"]; msg != "" {
+		err = errors.New("agent nvidia-smi: " + msg)
+	}
+	return doc.GPUs, doc.Host, err
+}
+
+// Backends returns a copy of every backend's state, sorted by address.
+func (m *Monitor) Backends() []BackendView {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]BackendView, 0, len(m.backends))
+	for _, t := range m.backends {
+		out = append(out, m.viewLocked(t))
+	}
+	slices.SortFunc(out, func(a, b BackendView) int { return strings.Compare(a.Addr, b.Addr) })
+	return out
+}
+
+// Backend returns one backend's state.
+func (m *Monitor) Backend(addr string) (BackendView, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	t, ok := m.backends[addr]
+	if !ok {
+		return BackendView{}, false
+	}
+	return m.viewLocked(t), true
+}
+
+func (m *Monitor) viewLocked(t *telemetry) BackendView {
+	now := m.now()
+	v := BackendView{
+		Addr:        t.addr,
+		Static:      t.static,
+		Rates:       t.rates,
+		GPUs:        t.last.GPUs,
+		Host:        t.last.Host,
+		Verdict:     t.verdict,
+		LastScrape:  t.lastGood,
+		LastError:   t.lastErr,
+		Failures:    t.failures,
+		ErrorCounts: maps.Clone(t.errors),
+	}
+	if st := t.lastGoodStats(); st != nil {
+		// The latest good stats with their TTFT buckets are in t.last when the
+		// last scrape succeeded; otherwise the history copy is the best we have.
+		if t.last.Stats != nil {
+			v.Stats = t.last.Stats
+		} else {
+			v.Stats = st.Stats
+		}
+		v.Models = v.Stats.Models
+	}
+	if t.lastGood.IsZero() {
+		v.Stale = true
+	} else {
+		v.ScrapeAge = now.Sub(t.lastGood)
+		v.Stale = v.ScrapeAge > staleAfter*m.cfg.Interval
+	}
+	if v.Stale {
+		v.Rates = Rates{}
+	}
+	return v
+}
+
+func sameVerdict(a, b Verdict) bool {
+	return a.State == b.State && slices.Equal(a.Reasons, b.Reasons)
+}
+
+// State returns a backend's health state without copying its view (hot path).
+// Unknown backends are healthy: no news is not bad news.
+func (m *Monitor) State(addr string) HealthState {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if t, ok := m.backends[addr]; ok {
+		return t.verdict.State
+	}
+	return Healthy
+}

@@ -1,0 +1,110 @@
+package diag
+
+import "time"
+
+// Report is the fleet's health as served by the llm_health handler and the admin
+// API: a summary first, then one entry per backend.
+type Report struct {
+	GeneratedAt time.Time       `json:"generated_at"`
+	Summary     Summary         `json:"summary"`
+	Backends    []BackendReport `json:"backends"`
+}
+
+// Summary counts backends by state.
+type Summary struct {
+	Backends int  `json:"backends"`
+	Healthy  int  `json:"healthy"`
+	Degraded int  `json:"degraded"`
+	Down     int  `json:"down"`
+	Stale    int  `json:"stale"`
+	CanServe bool `json:"can_serve"`
+}
+
+// BackendReport is one backend as operators see it.
+type BackendReport struct {
+	Address        string   `json:"address"`
+	Models         []string `json:"models"`
+	Engine         Engine   `json:"engine,omitempty"`
+	State          string   `json:"state"`
+	Reasons        []string `json:"reasons"`
+	Stale          bool     `json:"stale"`
+	KVCacheUsage   *float64 `json:"kv_cache_usage"`
+	CapacityTokens int64    `json:"capacity_tokens,omitempty"`
+	Running        *float64 `json:"running"`
+	Waiting        *float64 `json:"waiting"`
+
+	PreemptionsPerSecond      *float64 `json:"preemptions_per_second"`
+	GenerationTokensPerSecond *float64 `json:"generation_tokens_per_second"`
+	PromptTokensPerSecond     *float64 `json:"prompt_tokens_per_second"`
+
+	ScrapeAgeSeconds    *float64 `json:"scrape_age_seconds"`
+	LastError           string   `json:"last_error,omitempty"`
+	ConsecutiveFailures int      `json:"consecutive_failures"`
+
+	GPUs []GPU `json:"gpus,omitempty"`
+	Host *Host `json:"host,omitempty"`
+}
+
+// NewReport builds a Report from the Monitor's views. Numbers a backend does not
+// have (never scraped, or stale) are null rather than zero, so nobody mistakes
+// "unknown" for "idle".
+func NewReport(views []BackendView, now time.Time) Report {
+	r := Report{GeneratedAt: now, Backends: make([]BackendReport, 0, len(views))}
+	for _, v := range views {
+		b := BackendReport{
+			Address:             v.Addr,
+			Models:              v.Models,
+			State:               string(v.Verdict.State),
+			Reasons:             v.Verdict.Reasons,
+			Stale:               v.Stale,
+			LastError:           v.LastError,
+			ConsecutiveFailures: v.Failures,
+			GPUs:                v.GPUs,
+			Host:                v.Host,
+		}
+		if b.Models == nil {
+			b.Models = []string{}
+		}
+		if b.Reasons == nil {
+			b.Reasons = []string{}
+		}
+		if !v.LastScrape.IsZero() {
+			b.ScrapeAgeSeconds = ptr(v.ScrapeAge.Seconds())
+		}
+		if st := v.Stats; st != nil && !v.Stale {
+			b.Engine = st.Engine
+			if st.HasKV {
+				b.KVCacheUsage = ptr(st.KVUsage)
+			}
+			b.CapacityTokens = st.CapacityTokens
+			b.Running = ptr(st.Running)
+			b.Waiting = ptr(st.Waiting)
+			if v.Rates.Valid {
+				b.PreemptionsPerSecond = ptr(v.Rates.PreemptionsPerSec)
+				b.GenerationTokensPerSecond = ptr(v.Rates.GenerationTokensPerSec)
+				b.PromptTokensPerSecond = ptr(v.Rates.PromptTokensPerSec)
+			}
+		}
+		r.Summary.Backends++
+		switch v.Verdict.State {
+		case Down:
+			r.Summary.Down++
+		case Degraded:
+			r.Summary.Degraded++
+		default:
+			r.Summary.Healthy++
+		}
+		if v.Stale {
+			r.Summary.Stale++
+		}
+		// A degraded backend still takes traffic until it is drained; only down
+		// ones cannot.
+		if v.Verdict.State != Down {
+			r.Summary.CanServe = true
+		}
+		r.Backends = append(r.Backends, b)
+	}
+	return r
+}
+
+func ptr[T any](v T) *T { return &v }
