@@ -38,12 +38,14 @@ func register(name, usage, short string, run func(ctx context.Context, args []st
 				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 				defer stop()
 				err := run(ctx, args, os.Stdout, os.Stderr)
-				var exit interface{ ExitCode() int }
+				// An exit status that matters (the fake nvidia-smi's) must reach
+				// the caller as such, not as cobra's generic failure.
+				var exit *sim.ExitError
 				if errors.As(err, &exit) {
-					if msg := err.Error(); msg != "" {
-						fmt.Fprintln(os.Stderr, msg)
+					if exit.Err != nil {
+						fmt.Fprintln(os.Stderr, exit.Err)
 					}
-					os.Exit(exit.ExitCode())
+					os.Exit(exit.Code)
 				}
 				return err
 			}
