@@ -167,11 +167,12 @@ func TestFleetHealthEndToEnd(t *testing.T) {
 		addrs = append(addrs, inst.Addr())
 	}
 	gw, admin := freeAddr(t), freeAddr(t)
-	loadCaddyfile(t, fmt.Sprintf(`{
+	gatewayConfig := func(interval string) string {
+		return fmt.Sprintf(`{
 	admin %s
 	persist_config off
 	llm {
-		scrape_interval 100ms
+		scrape_interval %s
 		dcgm http://{upstream}/dcgm/metrics
 	}
 }
@@ -188,7 +189,9 @@ http://%s {
 	handle /metrics {
 		metrics
 	}
-}`, admin, gw, strings.Join(addrs, " ")))
+}`, admin, interval, gw, strings.Join(addrs, " "))
+	}
+	loadCaddyfile(t, gatewayConfig("100ms"))
 	healthURL := "http://" + gw + "/llm/health"
 
 	// A request through the gateway works and all three backends show live numbers.
@@ -215,6 +218,19 @@ http://%s {
 		}
 		return true, raw
 	})
+
+	// A reload keeps what the fleet learned: numbers are there at once, not after
+	// the first scrape of the new config.
+	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(gatewayConfig("90ms")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(cfgJSON, true); err != nil {
+		t.Fatal(err)
+	}
+	if r, _, raw := getReport(t, healthURL); r.Summary.Backends != 3 || r.Backends[0].KVCacheUsage == nil || r.Backends[0].Stale {
+		t.Fatalf("fleet state lost across reload:\n%s", raw)
+	}
 
 	// The admin API serves the same report.
 	if r, code, raw := getReport(t, "http://"+admin+"/llm/backends"); code != 200 || r.Summary.Backends != 3 {

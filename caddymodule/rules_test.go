@@ -1,0 +1,89 @@
+package caddymodule
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func parseApp(t *testing.T, src string) (*App, error) {
+	t.Helper()
+	app := new(App)
+	err := app.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src))
+	return app, err
+}
+
+func TestGlobalOptionAndHealthRules(t *testing.T) {
+	app, err := parseApp(t, `llm {
+		scrape_interval 500ms
+		max_concurrent_scrapes 8
+		backends 10.0.0.1:8000 10.0.0.2:8000
+		agent http://{host}:9109/diag
+		health {
+			pcie_downgrade busy 25
+			hw_throttle off
+			xid 10m
+			ecc off
+			preemption_rate 2/s for 45s
+			throughput_drop 0.3x for 2m baseline 20m
+			swap 1GiB
+			scrape_failures 5
+			stale_after 1m
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(app.ScrapeInterval) != 500*time.Millisecond || app.MaxConcurrentScrapes != 8 ||
+		len(app.Backends) != 2 || app.Agent != "http://{host}:9109/diag" {
+		t.Fatalf("app: %+v", app)
+	}
+	r := app.Health
+	switch {
+	case r.PCIeDowngrade.BusyUtilPercent != 25 || r.PCIeDowngrade.Disabled:
+		t.Errorf("pcie: %+v", r.PCIeDowngrade)
+	case !r.HWSlowdown.Disabled:
+		t.Errorf("hw_throttle off not applied")
+	case time.Duration(r.XID.Window) != 10*time.Minute || !r.ECCUncorrected.Disabled:
+		t.Errorf("xid/ecc: %+v %+v", r.XID, r.ECCUncorrected)
+	case r.PreemptionStorm.PerSecond != 2 || time.Duration(r.PreemptionStorm.For) != 45*time.Second:
+		t.Errorf("preemption: %+v", r.PreemptionStorm)
+	case r.ThroughputDrop.Ratio != 0.3 || time.Duration(r.ThroughputDrop.For) != 2*time.Minute ||
+		time.Duration(r.ThroughputDrop.Baseline) != 20*time.Minute:
+		t.Errorf("throughput: %+v", r.ThroughputDrop)
+	case r.Swap.MaxBytes != 1<<30 || r.ScrapeFailures.After != 5 || time.Duration(r.StaleAfter) != time.Minute:
+		t.Errorf("swap/scrape/stale: %+v %+v %v", r.Swap, r.ScrapeFailures, r.StaleAfter)
+	}
+	if err := app.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGlobalOptionErrors(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{`llm { scrape_interval soon }`, "scrape_interval"},
+		{`llm { bogus 1 }`, "unrecognized llm option"},
+		{`llm { health { preemption_rate fast } }`, "preemption_rate"},
+		{`llm { health { preemption_rate 1/s during 30s } }`, "during"},
+		{`llm { health { xid off 5m } }`, "unexpected"},
+		{`llm { health { swap lots } }`, "swap"},
+		{`llm { health { nonsense 1 } }`, "unrecognized health rule"},
+		{`llm { health { hw_throttle maybe } }`, "on or off"},
+		{`llm { max_concurrent_scrapes 0 }`, "positive"},
+	} {
+		_, err := parseApp(t, tc.src)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want error containing %q", tc.src, err, tc.want)
+		}
+	}
+	for _, tc := range []App{
+		{Backends: []string{"no-port"}},
+		{DCGM: "{host}:9400/metrics"},
+	} {
+		if err := tc.Validate(); err == nil {
+			t.Errorf("Validate(%+v) accepted a bad config", tc)
+		}
+	}
+}
