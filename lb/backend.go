@@ -1,0 +1,144 @@
+package lb
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stats is what a scrape of a backend's /metrics says, reduced to the signals the
+// cost uses. The zero value means "no numbers".
+type Stats struct {
+	At                time.Time // when the scrape finished; zero = never
+	KVUsage           float64   // 0..1
+	HasKV             bool
+	CapacityTokens    int64 // KV capacity in tokens; 0 = unknown
+	Running           float64
+	Waiting           float64
+	PreemptionsPerSec float64
+	// GenTokensPerSec is the generation throughput between the last two scrapes;
+	// with Running it gives the backend's speed per sequence.
+	GenTokensPerSec float64
+	HasRates        bool
+}
+
+// Backend is the balancer's state for one backend, identified by its address. It
+// is shared by every config generation, so counts survive reloads.
+type Backend struct {
+	Addr string
+
+	inflight       atomic.Int64 // leases not yet done
+	prefillPending atomic.Int64 // prompt tokens of leases without a first byte
+	lagTokens      atomic.Int64 // tokens sent minus finished since the last scrape
+	epoch          atomic.Uint64
+
+	mu    sync.RWMutex
+	stats Stats
+	// speed is the EWMA of generated tokens/s per running sequence; 0 = unknown.
+	speed float64
+	state rotation
+}
+
+// NewBackend returns a Backend with no stats.
+func NewBackend(addr string) *Backend {
+	return &Backend{Addr: addr, state: rotation{State: Active}}
+}
+
+// InFlight is the exact number of requests picked for this backend whose response
+// has not ended.
+func (b *Backend) InFlight() int64 { return b.inflight.Load() }
+
+// speedAlpha weights a new per-sequence throughput reading against the past: a
+// backend's speed should follow a fault within a few scrapes, not one noisy one.
+const speedAlpha = 0.3
+
+// UpdateStats records a scrape. It resets lag compensation: the scrape already
+// counts the requests sent before it.
+func (b *Backend) UpdateStats(s Stats) {
+	b.mu.Lock()
+	b.stats = s
+	if s.HasRates && s.Running >= 1 && s.GenTokensPerSec > 0 {
+		perSeq := s.GenTokensPerSec / s.Running
+		if b.speed == 0 {
+			b.speed = perSeq
+		} else {
+			b.speed += speedAlpha * (perSeq - b.speed)
+		}
+	}
+	b.mu.Unlock()
+	b.lagTokens.Store(0)
+	b.epoch.Add(1)
+}
+
+// Stats returns the last scrape's numbers.
+func (b *Backend) Stats() Stats {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.stats
+}
+
+// Work is what the balancer knows of a request before sending it.
+type Work struct {
+	PromptTokens int64 // estimate; 0 = unknown
+	MaxTokens    int64 // requested output bound; 0 = unknown
+}
+
+// tokens is the KV footprint charged for lag compensation: the rule of
+// prompt + max_tokens, with DefaultRequestTokens when nothing was parsed.
+func (w Work) tokens() int64 {
+	if w.PromptTokens == 0 && w.MaxTokens == 0 {
+		return DefaultRequestTokens
+	}
+	return w.PromptTokens + w.MaxTokens
+}
+
+// DefaultRequestTokens is the KV footprint assumed for a request nobody parsed.
+const DefaultRequestTokens = 512
+
+// Lease is one request's claim on a backend, from pick to the end of its response.
+// Done must be called exactly once; further calls do nothing.
+type Lease struct {
+	b         *Backend
+	work      Work
+	epoch     uint64
+	prefilled atomic.Bool // prompt tokens released from prefillPending
+	done      atomic.Bool
+}
+
+// Acquire counts a request on b.
+func (b *Backend) Acquire(w Work) *Lease {
+	b.inflight.Add(1)
+	b.prefillPending.Add(w.PromptTokens)
+	b.lagTokens.Add(w.tokens())
+	return &Lease{b: b, work: w, epoch: b.epoch.Load()}
+}
+
+// Backend returns the leased backend.
+func (l *Lease) Backend() *Backend { return l.b }
+
+// FirstByte marks the end of the request's prefill: its prompt no longer waits
+// for the GPU.
+func (l *Lease) FirstByte() { l.releasePrefill() }
+
+// releasePrefill takes the prompt out of the pending prefill once, whichever of
+// FirstByte and Done comes first.
+func (l *Lease) releasePrefill() {
+	if l.prefilled.CompareAndSwap(false, true) {
+		l.b.prefillPending.Add(-l.work.PromptTokens)
+	}
+}
+
+// Done ends the lease. Only the first call counts, so a retry path and a context
+// callback may both call it.
+func (l *Lease) Done() {
+	if !l.done.CompareAndSwap(false, true) {
+		return
+	}
+	l.b.inflight.Add(-1)
+	l.releasePrefill()
+	// Tokens sent after the last scrape were added to the lag; finishing before
+	// the next scrape frees them again. Older ones the next scrape will show.
+	if l.b.epoch.Load() == l.epoch {
+		l.b.lagTokens.Add(-l.work.tokens())
+	}
+}

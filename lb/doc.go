@@ -1,0 +1,69 @@
+// Package lb decides which backend serves each request and when a backend is taken
+// out of rotation. It knows nothing of Caddy: the caddymodule glue feeds it each
+// backend's scraped statistics and health verdicts, and asks it to pick.
+//
+// # Load
+//
+// The base of every decision is the gateway's own count of work in flight on each
+// backend, exact from the moment a backend is picked until the response (the whole
+// stream) ends: a Lease. Counting only requests, as least-connections does, treats
+// a 50-token chat turn and a 3,000-token document the same; measured on a simulated
+// fleet near saturation, the TTFT tail is long prompts' prefill landing on busy
+// replicas. So each in-flight request weighs
+//
+//	1 + promptTokens/PromptUnit   until its first byte comes back (prefill pending)
+//	1                             after (decoding: one sequence in the batch)
+//
+// and a backend's load is the sum over its leases. With no token estimates (no llm
+// handler in the route) every request weighs 1 and load is the in-flight count.
+//
+// # Cost
+//
+// The cost of sending request r (weight w) to backend b is
+//
+//	cost = (load_b + w) / speed_b × kv_b × preempt_b × queue_b / ramp_b
+//
+// the expected wait for r's first token, up to a constant, corrected by what the
+// backend's own /metrics say:
+//
+//   - speed_b: the backend's generation throughput per running request relative to
+//     the fleet's median (EWMA, clamped to [0.2, 2]). A throttled GPU or a
+//     downgraded PCIe link decodes slower, so each unit of load costs it more. A
+//     long prompt (large w) amplifies the difference, so long prompts go where
+//     work drains fastest.
+//   - kv_b = 1 + KVWeight × max(0, kv − KVKnee)/(1 − KVKnee): a KV cache near full
+//     means the next request waits for blocks or forces a preemption.
+//   - preempt_b = 1 + PreemptWeight × preemptions/s: a preempting backend is
+//     recomputing instead of generating.
+//   - queue_b = 1 + WaitWeight × waiting/max(1, running): requests already waiting
+//     on the backend are ahead of r.
+//   - ramp_b in (0, 1]: slow start after a drained backend returns.
+//
+// The lowest cost wins; ties are broken at random. Pools of 64 backends or more
+// use the better of two random choices instead of a full scan.
+//
+// # Lag compensation
+//
+// Scraped numbers are up to one interval old, and in that interval the gateway
+// itself may have sent the backend many requests. Between scrapes the KV usage is
+// estimated as the scraped usage plus the tokens (prompt + max_tokens) of requests
+// sent since, minus those of requests finished since, over the backend's KV
+// capacity; each scrape replaces the estimate with the measured value.
+//
+// # Stale stats and saturation
+//
+// A backend whose statistics are missing or stale is scored on load alone: no
+// speed, KV, preemption or queue factor is applied from numbers it does not have.
+// A backend at or above SaturatedKV or SaturatedWaiting is avoided unless every
+// candidate is saturated.
+//
+// # Draining
+//
+// The Drainer turns health verdicts into rotation states with hysteresis: a
+// backend degraded for DrainAfter goes draining (no new requests; in-flight streams
+// finish), then drained when its last lease ends; it returns only after its
+// verdict has been healthy for RestoreAfter, and then ramps its share back over
+// SlowStart. No more than MaxFraction of the fleet is drained automatically; when
+// that cap binds, the backends with the fewest reasons stay in. Manual drain and
+// undrain outrank all of it.
+package lb

@@ -1,0 +1,211 @@
+package lb
+
+import (
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Pool holds every backend the balancer knows, by address. One Pool lives as long
+// as the process's llm app, across config reloads.
+type Pool struct {
+	mu       sync.RWMutex
+	backends map[string]*Backend
+	drain    DrainConfig
+
+	speedMu       sync.Mutex
+	medianSpeed   float64
+	speedComputed time.Time
+}
+
+// NewPool returns an empty Pool.
+func NewPool() *Pool {
+	return &Pool{backends: map[string]*Backend{}, drain: DefaultDrainConfig()}
+}
+
+// Backend returns the backend for addr, creating it on first use.
+func (p *Pool) Backend(addr string) *Backend {
+	p.mu.RLock()
+	b, ok := p.backends[addr]
+	p.mu.RUnlock()
+	if ok {
+		return b
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b, ok := p.backends[addr]; ok {
+		return b
+	}
+	b = NewBackend(addr)
+	p.backends[addr] = b
+	return b
+}
+
+// Lookup returns the backend for addr if the pool has it.
+func (p *Pool) Lookup(addr string) (*Backend, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	b, ok := p.backends[addr]
+	return b, ok
+}
+
+// Backends returns all backends sorted by address.
+func (p *Pool) Backends() []*Backend {
+	p.mu.RLock()
+	out := make([]*Backend, 0, len(p.backends))
+	for _, b := range p.backends {
+		out = append(out, b)
+	}
+	p.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *Backend) int {
+		switch {
+		case a.Addr < b.Addr:
+			return -1
+		case a.Addr > b.Addr:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Forget drops backends not in keep that have nothing in flight, so a fleet that
+// changes does not grow the pool forever.
+func (p *Pool) Forget(keep func(addr string) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for a, b := range p.backends {
+		if !keep(a) && b.inflight.Load() == 0 {
+			delete(p.backends, a)
+		}
+	}
+}
+
+// UpdateStats records a scrape of addr.
+func (p *Pool) UpdateStats(addr string, s Stats) {
+	p.Backend(addr).UpdateStats(s)
+}
+
+// speedRefresh bounds how often the fleet's median speed is recomputed: it moves
+// with scrapes, not with requests.
+const speedRefresh = 250 * time.Millisecond
+
+// MedianSpeed is the median per-sequence generation speed over backends that
+// have one, recomputed at most every speedRefresh.
+func (p *Pool) MedianSpeed(now time.Time) float64 {
+	p.speedMu.Lock()
+	defer p.speedMu.Unlock()
+	if now.Sub(p.speedComputed) < speedRefresh {
+		return p.medianSpeed
+	}
+	p.speedComputed = now
+	p.mu.RLock()
+	speeds := make([]float64, 0, len(p.backends))
+	for _, b := range p.backends {
+		b.mu.RLock()
+		if b.speed > 0 {
+			speeds = append(speeds, b.speed)
+		}
+		b.mu.RUnlock()
+	}
+	p.mu.RUnlock()
+	p.medianSpeed = 0
+	if n := len(speeds); n > 0 {
+		slices.Sort(speeds)
+		p.medianSpeed = speeds[n/2]
+		if n%2 == 0 {
+			p.medianSpeed = (speeds[n/2-1] + speeds[n/2]) / 2
+		}
+	}
+	return p.medianSpeed
+}
+
+// P2CThreshold is the pool size from which Pick samples two random candidates
+// instead of scanning all of them.
+const P2CThreshold = 64
+
+// Pick returns the candidate with the lowest cost for work, or nil when none can
+// take traffic. Backends out of rotation (draining, drained) never get new
+// requests; down ones only when every candidate is down; saturated ones only when
+// every remaining one is saturated. Ties are broken at random.
+func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) *Backend {
+	median := p.MedianSpeed(now)
+	if len(cands) >= P2CThreshold {
+		if b := p.pickTwo(cands, work, w, median, now); b != nil {
+			return b
+		}
+	}
+	var best, bestSat *Backend
+	var bestCost, bestSatCost float64
+	var ties, satTies int
+	anyUp := false
+	for _, b := range cands {
+		if !b.takesTraffic() {
+			continue
+		}
+		if !b.isDown() {
+			anyUp = true
+		}
+	}
+	for _, b := range cands {
+		if !b.takesTraffic() || (anyUp && b.isDown()) {
+			continue
+		}
+		s := b.score(work, w, median, now)
+		if s.saturated {
+			bestSat, bestSatCost, satTies = better(bestSat, bestSatCost, satTies, b, s.cost)
+			continue
+		}
+		best, bestCost, ties = better(best, bestCost, ties, b, s.cost)
+	}
+	if best != nil {
+		return best
+	}
+	return bestSat
+}
+
+// better keeps the lower-cost backend; among equal costs each has the same chance
+// (reservoir sampling).
+func better(best *Backend, bestCost float64, ties int, b *Backend, cost float64) (*Backend, float64, int) {
+	switch {
+	case best == nil || cost < bestCost:
+		return b, cost, 1
+	case cost == bestCost:
+		ties++
+		if rand.IntN(ties) == 0 {
+			return b, cost, ties
+		}
+	}
+	return best, bestCost, ties
+}
+
+// pickTwo is the power of two choices: sample two eligible, unsaturated backends
+// and keep the cheaper. It gives up (nil) after a few draws so that a mostly
+// unavailable pool falls back to the full scan.
+func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, median float64, now time.Time) *Backend {
+	var picked [2]*Backend
+	var costs [2]float64
+	n := 0
+	for try := 0; try < 8 && n < 2; try++ {
+		b := cands[rand.IntN(len(cands))]
+		if !b.takesTraffic() || b.isDown() || (n == 1 && b == picked[0]) {
+			continue
+		}
+		s := b.score(work, w, median, now)
+		if s.saturated {
+			continue
+		}
+		picked[n], costs[n] = b, s.cost
+		n++
+	}
+	switch {
+	case n == 2 && costs[1] < costs[0]:
+		return picked[1]
+	case n == 2 && costs[1] == costs[0] && rand.IntN(2) == 0:
+		return picked[1]
+	case n == 2:
+		return picked[0]
+	}
+	return nil
+}

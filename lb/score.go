@@ -1,0 +1,149 @@
+package lb
+
+import (
+	"math"
+	"time"
+)
+
+// Weights tunes the cost; the package doc explains each term. Zero fields take
+// the defaults of DefaultWeights, so a config names only what it changes; a
+// negative weight turns its term off.
+type Weights struct {
+	// PromptUnit is how many pending prompt tokens weigh like one request.
+	PromptUnit float64 `json:"prompt_unit,omitempty"`
+	// KVKnee is the KV usage above which the KV factor grows; KVWeight is the
+	// factor's extra at a full cache.
+	KVKnee   float64 `json:"kv_knee,omitempty"`
+	KVWeight float64 `json:"kv_weight,omitempty"`
+	// PreemptWeight is the extra cost per preemption per second.
+	PreemptWeight float64 `json:"preempt_weight,omitempty"`
+	// WaitWeight is the extra cost per waiting request per running one.
+	WaitWeight float64 `json:"wait_weight,omitempty"`
+	// SpeedWeight is the exponent of the relative speed.
+	SpeedWeight float64 `json:"speed_weight,omitempty"`
+	// SaturatedKV and SaturatedWaiting mark a backend to avoid unless all are.
+	SaturatedKV      float64 `json:"saturated_kv,omitempty"`
+	SaturatedWaiting float64 `json:"saturated_waiting,omitempty"`
+	// StaleAfter is how old stats may be and still count.
+	StaleAfter time.Duration `json:"stale_after,omitempty"`
+}
+
+// DefaultWeights are the weights the routing benchmark was run with.
+func DefaultWeights() Weights {
+	return Weights{
+		PromptUnit:       512,
+		KVKnee:           0.7,
+		KVWeight:         4,
+		PreemptWeight:    1,
+		WaitWeight:       1,
+		SpeedWeight:      1,
+		SaturatedKV:      0.95,
+		SaturatedWaiting: 16,
+		StaleAfter:       3 * time.Second,
+	}
+}
+
+// WithDefaults fills zero fields from DefaultWeights.
+func (w Weights) WithDefaults() Weights {
+	d := DefaultWeights()
+	or := func(v *float64, def float64) {
+		if *v == 0 || math.IsNaN(*v) {
+			*v = def
+		}
+	}
+	or(&w.PromptUnit, d.PromptUnit)
+	or(&w.KVKnee, d.KVKnee)
+	or(&w.KVWeight, d.KVWeight)
+	or(&w.PreemptWeight, d.PreemptWeight)
+	or(&w.WaitWeight, d.WaitWeight)
+	or(&w.SpeedWeight, d.SpeedWeight)
+	or(&w.SaturatedKV, d.SaturatedKV)
+	or(&w.SaturatedWaiting, d.SaturatedWaiting)
+	if w.StaleAfter <= 0 {
+		w.StaleAfter = d.StaleAfter
+	}
+	return w
+}
+
+// Relative speeds are clamped so that one wild reading cannot make a backend
+// look free or worthless.
+const (
+	minRelSpeed = 0.2
+	maxRelSpeed = 2
+)
+
+// score is one backend's cost for one request, and whether it is saturated.
+type score struct {
+	cost      float64
+	saturated bool
+}
+
+// load is the backend's in-flight work in request units.
+func (b *Backend) load(w *Weights) float64 {
+	return float64(b.inflight.Load()) + float64(b.prefillPending.Load())/w.PromptUnit
+}
+
+// requestWeight is what one more request adds to a backend's load.
+func requestWeight(work Work, w *Weights) float64 {
+	return 1 + float64(work.PromptTokens)/w.PromptUnit
+}
+
+// estimatedKV is the scraped KV usage plus the lag-compensated tokens sent since.
+func (b *Backend) estimatedKV(st *Stats) float64 {
+	kv := st.KVUsage
+	if st.CapacityTokens > 0 {
+		kv += float64(b.lagTokens.Load()) / float64(st.CapacityTokens)
+	}
+	return min(max(kv, 0), 1)
+}
+
+// kvFactor grows from 1 at the knee to 1+KVWeight at a full cache.
+func kvFactor(kv float64, w *Weights) float64 {
+	if kv <= w.KVKnee || w.KVKnee >= 1 {
+		return 1
+	}
+	return 1 + max(w.KVWeight, 0)*(kv-w.KVKnee)/(1-w.KVKnee)
+}
+
+func preemptFactor(perSec float64, w *Weights) float64 {
+	return 1 + max(w.PreemptWeight, 0)*max(perSec, 0)
+}
+
+func queueFactor(waiting, running float64, w *Weights) float64 {
+	return 1 + max(w.WaitWeight, 0)*max(waiting, 0)/max(running, 1)
+}
+
+// speedFactor divides the cost: faster than the fleet's median is cheaper.
+func speedFactor(speed, median float64, w *Weights) float64 {
+	if speed <= 0 || median <= 0 || w.SpeedWeight <= 0 {
+		return 1
+	}
+	rel := min(max(speed/median, minRelSpeed), maxRelSpeed)
+	return math.Pow(rel, w.SpeedWeight)
+}
+
+// score computes b's cost for work. Stats older than StaleAfter are not used: a
+// backend we know nothing fresh about is scored on its load alone.
+func (b *Backend) score(work Work, w *Weights, medianSpeed float64, now time.Time) score {
+	cost := b.load(w) + requestWeight(work, w)
+	b.mu.RLock()
+	st := b.stats
+	speed := b.speed
+	ramp := b.state.rampAt(now)
+	b.mu.RUnlock()
+	var saturated bool
+	if !st.At.IsZero() && now.Sub(st.At) <= w.StaleAfter {
+		if st.HasKV {
+			kv := b.estimatedKV(&st)
+			saturated = kv >= w.SaturatedKV
+			cost *= kvFactor(kv, w)
+		}
+		if st.HasRates {
+			cost *= preemptFactor(st.PreemptionsPerSec, w)
+		}
+		saturated = saturated || st.Waiting >= w.SaturatedWaiting
+		cost *= queueFactor(st.Waiting, st.Running, w)
+		cost /= speedFactor(speed, medianSpeed, w)
+	}
+	return score{cost: cost / ramp, saturated: saturated}
+}
