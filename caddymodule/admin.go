@@ -1,10 +1,15 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/llmgate/llmgate/lb"
 )
 
 func init() {
@@ -28,6 +33,7 @@ func (Admin) CaddyModule() caddy.ModuleInfo {
 func (Admin) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/llm/backends", Handler: caddy.AdminHandlerFunc(handleBackends)},
+		{Pattern: "/llm/backends/", Handler: caddy.AdminHandlerFunc(handleBackendAction)},
 	}
 }
 
@@ -42,6 +48,40 @@ func handleBackends(w http.ResponseWriter, r *http.Request) error {
 	// The admin API speaks JSON only, whatever the client accepts.
 	r.Header.Del("Accept")
 	return serveReport(w, r, f)
+}
+
+// handleBackendAction serves POST /llm/backends/{addr}/drain and /undrain.
+func handleBackendAction(w http.ResponseWriter, r *http.Request) error {
+	f := currentFleet()
+	if f == nil {
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no llm app is running")}
+	}
+	rest := strings.TrimPrefix(r.URL.Path, "/llm/backends/")
+	addr, action, ok := strings.Cut(rest, "/")
+	if !ok || (action != "drain" && action != "undrain") || addr == "" {
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("want /llm/backends/{host:port}/drain or /undrain")}
+	}
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("use POST")}
+	}
+	if _, known := f.pool.Lookup(addr); !known {
+		if _, known = f.monitor.Backend(addr); !known {
+			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("unknown backend %q", addr)}
+		}
+	}
+	now := time.Now()
+	var t lb.Transition
+	if action == "drain" {
+		t = f.pool.Drain(addr, now)
+	} else {
+		t = f.pool.Undrain(addr, now)
+	}
+	if t.From != t.To {
+		f.logTransitions([]lb.Transition{t})
+	}
+	b, _ := f.pool.Lookup(addr)
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(map[string]any{"address": addr, "in_flight": b.InFlight(), "rotation": b.Rotation(now)})
 }
 
 // Interface guards

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/llmgate/llmgate/diag"
+	"github.com/llmgate/llmgate/lb"
 )
 
 func init() {
@@ -39,6 +41,8 @@ type App struct {
 	Agent string `json:"agent,omitempty"`
 	// Health rules; unset fields keep their defaults.
 	Health *diag.Rules `json:"health,omitempty"`
+	// Drain is the automatic drain policy; unset fields keep their defaults.
+	Drain *lb.DrainConfig `json:"drain,omitempty"`
 
 	ctx    caddy.Context
 	fleet  *fleet
@@ -95,13 +99,20 @@ func (a *App) Start() error {
 		rules = *a.Health
 	}
 	logger := a.logger
+	a.fleet.logger.Store(a.logger)
+	drain := lb.DefaultDrainConfig()
+	if a.Drain != nil {
+		drain = *a.Drain
+	}
+	a.fleet.pool.SetDrainConfig(drain)
 	a.fleet.monitor.Configure(diag.MonitorConfig{
-		Interval:      time.Duration(a.ScrapeInterval),
+		Interval:      a.scrapeInterval(),
 		Timeout:       time.Duration(a.ScrapeTimeout),
 		MaxConcurrent: a.MaxConcurrentScrapes,
 		Sources:       map[string]string{diag.SourceDCGM: a.DCGM, diag.SourceNode: a.Node, diag.SourceAgent: a.Agent},
 		Rules:         rules,
 		OnScrape:      observeScrape,
+		OnSample:      a.fleet.onSample,
 		OnVerdict: func(addr string, from, to diag.Verdict) {
 			logger.Info("backend health changed",
 				zap.String("backend", addr),
@@ -119,6 +130,14 @@ func (a *App) Start() error {
 	a.logger.Info("llm fleet configured", zap.Strings("backends", static),
 		zap.Duration("scrape_interval", time.Duration(a.ScrapeInterval)))
 	return nil
+}
+
+// scrapeInterval is the configured interval or the default.
+func (a *App) scrapeInterval() time.Duration {
+	if a.ScrapeInterval > 0 {
+		return time.Duration(a.ScrapeInterval)
+	}
+	return time.Second
 }
 
 // Stop does nothing: the fleet keeps scraping across a reload and is stopped by
@@ -204,6 +223,8 @@ func upstreamAddr(dial string) string {
 // because every config's App holds a reference in fleets (a caddy.UsagePool).
 type fleet struct {
 	monitor *diag.Monitor
+	pool    *lb.Pool
+	logger  atomic.Pointer[zap.Logger] // the newest config's
 	cancel  context.CancelFunc
 	started bool
 }
@@ -214,7 +235,9 @@ const fleetKey = "llm.fleet"
 
 func acquireFleet() (*fleet, error) {
 	v, _, err := fleets.LoadOrNew(fleetKey, func() (caddy.Destructor, error) {
-		return &fleet{monitor: diag.NewMonitor(diag.MonitorConfig{})}, nil
+		f := &fleet{monitor: diag.NewMonitor(diag.MonitorConfig{}), pool: lb.NewPool()}
+		f.logger.Store(zap.NewNop())
+		return f, nil
 	})
 	if err != nil {
 		return nil, err
@@ -247,6 +270,57 @@ func (f *fleet) start() {
 	f.cancel = cancel
 	f.started = true
 	go f.monitor.Run(ctx)
+}
+
+// onSample feeds every scrape to the balancer: fresh stats for its cost, the
+// verdict for the drain controller, whose transitions are logged and counted.
+func (f *fleet) onSample(addr string, s diag.Sample, r diag.Rates, v diag.Verdict) {
+	if st := s.Stats; st != nil {
+		f.pool.UpdateStats(addr, lb.Stats{
+			At:                s.At,
+			KVUsage:           st.KVUsage,
+			HasKV:             st.HasKV,
+			CapacityTokens:    st.CapacityTokens,
+			Running:           st.Running,
+			Waiting:           st.Waiting,
+			PreemptionsPerSec: r.PreemptionsPerSec,
+			GenTokensPerSec:   r.GenerationTokensPerSec,
+			HasRates:          r.Valid,
+		})
+	}
+	f.pool.ObserveHealth(addr, lb.Health{
+		Degraded: v.State == diag.Degraded,
+		Down:     v.State == diag.Down,
+		Reasons:  v.Reasons,
+	}, s.At)
+	f.logTransitions(f.pool.Reconcile(time.Now()))
+}
+
+// logTransitions logs and counts rotation changes.
+func (f *fleet) logTransitions(ts []lb.Transition) {
+	logger := f.logger.Load()
+	for _, t := range ts {
+		logger.Info("backend rotation changed",
+			zap.String("backend", t.Addr),
+			zap.String("from", string(t.From)),
+			zap.String("to", string(t.To)),
+			zap.Bool("manual", t.Manual),
+			zap.Strings("reasons", t.Reasons))
+		if t.From == lb.Active {
+			for _, reason := range t.Reasons {
+				drainsTotal.WithLabelValues(reasonKind(reason)).Inc()
+			}
+		}
+	}
+}
+
+// reasonKind is a reason's first word ("preemption_storm 3.1/s" → "preemption_storm"):
+// a bounded label, unlike the reason itself.
+func reasonKind(reason string) string {
+	if i := strings.IndexByte(reason, ' '); i > 0 {
+		return reason[:i]
+	}
+	return reason
 }
 
 // Destruct stops the scrape loop when the last config releases the fleet.

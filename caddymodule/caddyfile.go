@@ -7,6 +7,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/llmgate/llmgate/lb"
 )
 
 func init() {
@@ -33,6 +35,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //		node  http://{host}:9100/metrics
 //		agent http://{host}:9109/diag
 //		health { ... }
+//		drain { ... }
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -89,6 +92,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.Health = rules
+		case "drain":
+			cfg, err := parseDrain(d)
+			if err != nil {
+				return err
+			}
+			a.Drain = cfg
 		default:
 			return d.Errf("unrecognized llm option %q", d.Val())
 		}
@@ -97,3 +106,54 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 var _ caddyfile.Unmarshaler = (*App)(nil)
+
+// parseDrain reads the `drain { ... }` block:
+//
+//	drain {
+//		max_fraction  0.5
+//		after         10s
+//		restore_after 60s
+//		slow_start    30s
+//		off
+//	}
+func parseDrain(d *caddyfile.Dispenser) (*lb.DrainConfig, error) {
+	var c lb.DrainConfig
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if name == "off" {
+			c.Disabled = true
+			continue
+		}
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		val := d.Val()
+		switch name {
+		case "max_fraction":
+			f, err := strconv.ParseFloat(val, 64)
+			if err != nil || f <= 0 || f > 1 {
+				return nil, d.Errf("max_fraction: want a number in (0, 1], got %q", val)
+			}
+			c.MaxFraction = f
+		case "after", "restore_after", "slow_start":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("%s: want a positive duration, got %q", name, val)
+			}
+			switch name {
+			case "after":
+				c.DrainAfter = dur
+			case "restore_after":
+				c.RestoreAfter = dur
+			default:
+				c.SlowStart = dur
+			}
+		default:
+			return nil, d.Errf("unrecognized drain option %q", name)
+		}
+	}
+	return &c, nil
+}

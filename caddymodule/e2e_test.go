@@ -79,7 +79,7 @@ func getReport(t *testing.T, url string) (diag.Report, int, string) {
 	return r, resp.StatusCode, string(body)
 }
 
-func backendReport(r diag.Report, addr string) (diag.BackendReport, bool) {
+func findBackend(r diag.Report, addr string) (diag.BackendReport, bool) {
 	for _, b := range r.Backends {
 		if b.Address == addr {
 			return b, true
@@ -241,7 +241,7 @@ http://%s {
 		t.Helper()
 		eventually(t, addr+" "+state+" "+reason, func() (bool, string) {
 			r, _, raw := getReport(t, healthURL)
-			b, ok := backendReport(r, addr)
+			b, ok := findBackend(r, addr)
 			if !ok || b.State != state {
 				return false, raw
 			}

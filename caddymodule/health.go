@@ -12,8 +12,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
-	"github.com/llmgate/llmgate/diag"
 )
 
 func init() {
@@ -57,7 +55,7 @@ func serveReport(w http.ResponseWriter, r *http.Request, f *fleet) error {
 		w.Header().Set("Allow", "GET, HEAD")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, nil)
 	}
-	report := diag.NewReport(f.monitor.Backends(), time.Now())
+	report := buildReport(f, time.Now())
 	status := http.StatusOK
 	if !report.Summary.CanServe {
 		status = http.StatusServiceUnavailable
@@ -105,9 +103,9 @@ var healthPage = template.Must(template.New("health").Funcs(template.FuncMap{
 <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
 .healthy{color:#080}.degraded{color:#b60}.down{color:#c00}.stale{opacity:.5}</style></head><body>
 <h1>llmgate fleet</h1>
-<p>{{.Summary.Backends}} backends: {{.Summary.Healthy}} healthy, {{.Summary.Degraded}} degraded, {{.Summary.Down}} down, {{.Summary.Stale}} stale.</p>
-<table><tr><th>backend</th><th>models</th><th>state</th><th>reasons</th><th>KV</th><th>running</th><th>waiting</th><th>preempt/s</th><th>gen tok/s</th><th>scrape age s</th><th>last error</th></tr>
-{{range .Backends}}<tr{{if .Stale}} class="stale"{{end}}><td>{{.Address}}</td><td>{{join .Models ", "}}</td><td class="{{.State}}">{{.State}}</td><td>{{join .Reasons "; "}}</td>
+<p>{{.Summary.Backends}} backends: {{.Summary.Healthy}} healthy, {{.Summary.Degraded}} degraded, {{.Summary.Down}} down, {{.Summary.Stale}} stale; {{.Summary.Active}} active, {{.Summary.Draining}} draining, {{.Summary.Drained}} drained.</p>
+<table><tr><th>backend</th><th>models</th><th>health</th><th>rotation</th><th>in flight</th><th>reasons</th><th>KV</th><th>running</th><th>waiting</th><th>preempt/s</th><th>gen tok/s</th><th>scrape age s</th><th>last error</th></tr>
+{{range .Backends}}<tr{{if .Stale}} class="stale"{{end}}><td>{{.Address}}</td><td>{{join .Models ", "}}</td><td class="{{.State}}">{{.State}}</td><td>{{.Rotation.State}}{{if .Rotation.Manual}} (manual){{end}}{{if lt .Rotation.Weight 1.0}} ramp {{printf "%.2f" .Rotation.Weight}}{{end}}</td><td>{{.InFlight}}</td><td>{{join .Reasons "; "}}</td>
 <td>{{pct .KVCacheUsage}}</td><td>{{num .Running}}</td><td>{{num .Waiting}}</td><td>{{num .PreemptionsPerSecond}}</td><td>{{num .GenerationTokensPerSecond}}</td><td>{{num .ScrapeAgeSeconds}}</td><td>{{.LastError}}</td></tr>
 {{end}}</table><p>JSON: request with <code>Accept: application/json</code>.</p></body></html>
 `))

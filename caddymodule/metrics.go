@@ -2,10 +2,12 @@ package caddymodule
 
 import (
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/llmgate/llmgate/diag"
+	"github.com/llmgate/llmgate/lb"
 )
 
 // Backend gauges are read from the fleet at collection time, so a backend that
@@ -29,6 +31,16 @@ var (
 	descScrapeErrors = prometheus.NewDesc("llmgate_scrape_errors_total",
 		"Failed scrapes by backend and source (metrics, dcgm, node, agent).", []string{"backend", "source"}, nil)
 
+	descInFlight = prometheus.NewDesc("llmgate_backend_requests_in_flight",
+		"Requests the gateway has sent to the backend whose response has not ended.", []string{"backend"}, nil)
+	descRotation = prometheus.NewDesc("llmgate_backend_rotation",
+		"1 for the backend's rotation state (active, draining, drained), 0 for the others.", []string{"backend", "state"}, nil)
+
+	drainsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_backend_drains_total",
+		Help: "Backends taken out of rotation, by reason kind (manual, preemption_storm, pcie_downgraded, ...).",
+	}, []string{"reason"})
+
 	scrapeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "llmgate_scrape_duration_seconds",
 		Help:    "Duration of one fetch of one diagnostic source of one backend.",
@@ -43,7 +55,7 @@ type fleetCollector struct{}
 
 func (fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKVUsage, descRunning, descWaiting, descPreemptions,
-		descGenTokens, descState, descStale, descScrapeErrors} {
+		descGenTokens, descState, descStale, descScrapeErrors, descInFlight, descRotation} {
 		ch <- d
 	}
 }
@@ -52,6 +64,18 @@ func (fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	f := currentFleet()
 	if f == nil {
 		return
+	}
+	now := time.Now()
+	for _, b := range f.pool.Backends() {
+		r := b.Rotation(now)
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(b.InFlight()), b.Addr)
+		for _, s := range []lb.State{lb.Active, lb.Draining, lb.Drained} {
+			v := 0.0
+			if r.State == s {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descRotation, prometheus.GaugeValue, v, b.Addr, string(s))
+		}
 	}
 	for _, b := range f.monitor.Backends() {
 		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
@@ -96,7 +120,7 @@ func observeScrape(e diag.ScrapeEvent) {
 // load has a fresh registry and several modules may call this for the same one, so
 // "already registered" is success.
 func registerCollectors(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{fleetCollector{}, scrapeDuration} {
+	for _, c := range []prometheus.Collector{fleetCollector{}, scrapeDuration, drainsTotal} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {

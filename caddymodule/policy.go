@@ -1,27 +1,35 @@
 package caddymodule
 
 import (
-	"math/rand/v2"
+	"context"
 	"net/http"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
-	"github.com/llmgate/llmgate/diag"
+	"github.com/llmgate/llmgate/lb"
 )
 
 func init() {
 	caddy.RegisterModule(Selection{})
 }
 
-// Selection is the llm load-balancing policy (`lb_policy llm`). Today it picks the
-// available upstream with the fewest requests in flight, skipping backends whose
-// health verdict is down (unless every one is), and tells the llm app about every
-// upstream it sees so dynamic upstreams get scraped too. KV- and preemption-aware
-// scoring and draining build on this (issue #4).
+// Selection is the llm load-balancing policy (`lb_policy llm`): the available
+// upstream with the lowest cost by package lb's model (token-weighted in-flight
+// work, corrected by each backend's KV usage, preemptions, queue and speed from
+// its own /metrics), skipping drained and down backends. Each pick holds an exact
+// lease on the backend until the response ends.
 type Selection struct {
-	fleet *fleet
+	// Weights of the cost; zero fields keep lb's defaults.
+	Weights lb.Weights `json:"weights,omitzero"`
+
+	fleet   *fleet
+	weights lb.Weights
 }
 
 // CaddyModule returns the Caddy module information.
@@ -32,62 +40,153 @@ func (Selection) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision gets the llm app's fleet.
+// Provision gets the llm app's fleet and fills the weights' defaults; stats count
+// as fresh for three scrape intervals.
 func (s *Selection) Provision(ctx caddy.Context) error {
 	app, err := ctx.App("llm")
 	if err != nil {
 		return err
 	}
-	s.fleet = app.(*App).fleet
+	a := app.(*App)
+	s.fleet = a.fleet
+	s.weights = s.Weights.WithDefaults()
+	if s.Weights.StaleAfter == 0 {
+		s.weights.StaleAfter = 3 * a.scrapeInterval()
+	}
 	return nil
 }
 
-// Select picks the least-loaded healthy upstream; ties are broken at random.
-func (s *Selection) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
-	if best := s.leastLoaded(pool, true); best != nil {
-		return best
-	}
-	// Every available upstream looks down: a wrong verdict must not take the whole
-	// fleet offline, so fall back to plain least-loaded.
-	return s.leastLoaded(pool, false)
-}
-
-func (s *Selection) leastLoaded(pool reverseproxy.UpstreamPool, skipDown bool) *reverseproxy.Upstream {
-	var best *reverseproxy.Upstream
-	least, ties := -1, 0
+// Select picks the cheapest upstream and leases it for the rest of the request.
+func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
+	cands := make([]*lb.Backend, 0, len(pool))
+	ups := make([]*reverseproxy.Upstream, 0, len(pool))
 	for _, u := range pool {
 		if !u.Available() {
 			continue
 		}
 		addr := upstreamAddr(u.Dial)
-		if addr != "" {
+		if addr == "" {
+			addr = u.Dial // not scrapeable, still counted
+		} else {
 			s.fleet.monitor.Observe(addr)
-			if skipDown && s.fleet.monitor.State(addr) == diag.Down {
-				continue
-			}
 		}
-		n := u.NumRequests()
-		if least == -1 || n < least {
-			least, ties = n, 0
-		}
-		if n == least {
-			ties++
-			if ties == 1 || rand.IntN(ties) == 0 {
-				best = u
-			}
-		}
+		cands = append(cands, s.fleet.pool.Backend(addr))
+		ups = append(ups, u)
 	}
-	return best
+	work := requestWork(r)
+	i := s.fleet.pool.Pick(cands, work, &s.weights, time.Now())
+	if i < 0 {
+		return nil
+	}
+	holdLease(r, cands[i].Acquire(work))
+	return ups[i]
 }
 
-// UnmarshalCaddyfile sets up the policy from Caddyfile tokens: `lb_policy llm`.
+// workVar is the request variable in which the llm handler leaves what it parsed.
+const workVar = "llm.work"
+
+func requestWork(r *http.Request) lb.Work {
+	w, _ := caddyhttp.GetVar(r.Context(), workVar).(lb.Work)
+	return w
+}
+
+// leaseVar holds the request's current lease, so that a retry (Select again)
+// releases the lease of the attempt it replaces.
+const leaseVar = "llm.lease"
+
+// leaseHolder owns a request's lease. The end of the request (its context is
+// cancelled when the server's handler returns, after the stream is copied) ends
+// the lease, so in-flight counts are exact without a wrapping handler.
+type leaseHolder struct {
+	mu    sync.Mutex
+	lease *lb.Lease
+	ended bool
+}
+
+func holdLease(r *http.Request, l *lb.Lease) {
+	h, _ := caddyhttp.GetVar(r.Context(), leaseVar).(*leaseHolder)
+	if h == nil {
+		h = new(leaseHolder)
+		caddyhttp.SetVar(r.Context(), leaseVar, h)
+		context.AfterFunc(r.Context(), h.end)
+	}
+	h.swap(l)
+}
+
+// swap installs l, ending the previous attempt's lease.
+func (h *leaseHolder) swap(l *lb.Lease) {
+	h.mu.Lock()
+	prev, ended := h.lease, h.ended
+	h.lease = l
+	h.mu.Unlock()
+	if prev != nil {
+		prev.Done()
+	}
+	if ended {
+		l.Done()
+	}
+}
+
+func (h *leaseHolder) end() {
+	h.mu.Lock()
+	l := h.lease
+	h.ended = true
+	h.mu.Unlock()
+	if l != nil {
+		l.Done()
+	}
+}
+
+// UnmarshalCaddyfile sets up the policy from Caddyfile tokens:
+//
+//	lb_policy llm {
+//		prompt_unit       512
+//		kv_knee           0.7
+//		kv_weight         4
+//		preempt_weight    1
+//		wait_weight       1
+//		speed_weight      1
+//		saturated_kv      0.95
+//		saturated_waiting 16
+//		stale_after       3s
+//	}
 func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // policy name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	floats := map[string]*float64{
+		"prompt_unit":       &s.Weights.PromptUnit,
+		"kv_knee":           &s.Weights.KVKnee,
+		"kv_weight":         &s.Weights.KVWeight,
+		"preempt_weight":    &s.Weights.PreemptWeight,
+		"wait_weight":       &s.Weights.WaitWeight,
+		"speed_weight":      &s.Weights.SpeedWeight,
+		"saturated_kv":      &s.Weights.SaturatedKV,
+		"saturated_waiting": &s.Weights.SaturatedWaiting,
+	}
 	for d.NextBlock(0) {
-		return d.Errf("unrecognized lb_policy llm option %q", d.Val())
+		name := d.Val()
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		if name == "stale_after" {
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("stale_after: %v", err)
+			}
+			s.Weights.StaleAfter = dur
+			continue
+		}
+		dst, ok := floats[name]
+		if !ok {
+			return d.Errf("unrecognized lb_policy llm option %q", name)
+		}
+		v, err := strconv.ParseFloat(d.Val(), 64)
+		if err != nil {
+			return d.Errf("%s: %v", name, err)
+		}
+		*dst = v
 	}
 	return nil
 }

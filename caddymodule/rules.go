@@ -23,6 +23,7 @@ import (
 //		ecc 5m
 //		preemption_rate 1/s for 30s
 //		throughput_drop 0.5x for 60s baseline 10m
+//		kv_leak 30% for 30s
 //		swap 256MiB
 //		scrape_failures 3
 //		stale_after 30s
@@ -85,6 +86,16 @@ func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
 						"for":      durationInto(&t.For),
 						"baseline": durationInto(&t.Baseline),
 					}, "")
+				}
+			}
+		case "kv_leak":
+			k := &r.IdleKV
+			k.Disabled = off
+			if !off {
+				var pct float64
+				if err = floatInto(&pct, "%")(args[0]); err == nil {
+					k.MinUsage = pct / 100
+					err = keywords(args[1:], map[string]func(string) error{"for": durationInto(&k.For)}, "")
 				}
 			}
 		case "swap":

@@ -35,6 +35,9 @@ type MonitorConfig struct {
 	OnScrape func(ScrapeEvent)
 	// OnVerdict, if set, is called when a backend's health state changes.
 	OnVerdict func(addr string, from, to Verdict)
+	// OnSample, if set, is called after every scrape of a backend with what it
+	// found (Stats nil when /metrics failed), the rates and the verdict.
+	OnSample func(addr string, s Sample, r Rates, v Verdict)
 }
 
 // Source names accepted in MonitorConfig.Sources.
@@ -428,37 +431,52 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 	wg.Wait()
 	dur := m.now().Sub(started)
 
+	if metricsErr == nil {
+		s.Stats = stats
+	} else {
+		s.ScrapeErr = "metrics: " + metricsErr.Error()
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	from, v, rates := m.recordLocked(t, s, dur, failedSources, sourceErrs, cfg.Rules)
+	m.mu.Unlock()
+	// Hooks run outside the lock, so they may call back into the Monitor.
+	if cfg.OnVerdict != nil && !sameVerdict(from, v) {
+		cfg.OnVerdict(t.addr, from, v)
+	}
+	if cfg.OnSample != nil {
+		cfg.OnSample(t.addr, s, rates, v)
+	}
+}
+
+// recordLocked stores one scrape's outcome and re-evaluates the health rules. It
+// returns the verdict before and after, and the rates (zero when /metrics failed).
+func (m *Monitor) recordLocked(t *telemetry, s Sample, dur time.Duration, failedSources, sourceErrs []string,
+	rules Rules) (from, to Verdict, rates Rates) {
 	t.scrapeDur = dur
 	for _, source := range failedSources {
 		t.errors[source]++
 	}
-	if metricsErr != nil {
+	if s.Stats == nil {
 		t.errors[SourceMetrics]++
 		t.failures++
-		t.lastErr = "metrics: " + metricsErr.Error()
-		s.ScrapeErr = t.lastErr
+		t.lastErr = s.ScrapeErr
 	} else {
 		t.failures = 0
 		t.lastGood = s.At
-		s.Stats = stats
 		t.lastErr = strings.Join(sourceErrs, "; ")
 		if prev := t.lastGoodStats(); prev != nil {
-			t.rates = ComputeRates(prev.Stats, stats, s.At.Sub(prev.At))
+			t.rates = ComputeRates(prev.Stats, s.Stats, s.At.Sub(prev.At))
 		}
+		rates = t.rates
 	}
 	if s.Host != nil && t.last.Host != nil && s.Host.CPUSeconds != nil {
 		s.Host.CPUBusy = CPUBusyBetween(t.last.Host.CPUSeconds, s.Host.CPUSeconds)
 	}
 	t.last = s
 	t.appendHistory(s)
-	v := Evaluate(cfg.Rules, t.history)
-	if cfg.OnVerdict != nil && !sameVerdict(v, t.verdict) {
-		from := t.verdict
-		defer cfg.OnVerdict(t.addr, from, v)
-	}
-	t.verdict = v
+	from = t.verdict
+	t.verdict = Evaluate(rules, t.history)
+	return from, t.verdict, rates
 }
 
 // lastGoodStats returns the latest history sample with stats.

@@ -38,7 +38,7 @@ func TestDrainNeedsTheWindowAndRestoreNeedsLonger(t *testing.T) {
 	if len(tr) != 1 || tr[0].To != Drained || !slices.Equal(tr[0].Reasons, degraded.Reasons) {
 		t.Fatalf("want drained with reasons, got %+v", tr)
 	}
-	if got := p.Pick(bs, Work{}, weights(), t0.Add(11*time.Second)); got == bs[0] {
+	if got := pick(p, bs, Work{}, t0.Add(11*time.Second)); got == bs[0] {
 		t.Fatal("drained backend picked")
 	}
 	// Healthy again, but a blip of degradation inside the restore window resets it.
@@ -74,10 +74,10 @@ func TestSlowStartShare(t *testing.T) {
 	for range 5 {
 		bs[1].Acquire(Work{})
 	}
-	if got := p.Pick(bs, Work{}, weights(), now.Add(time.Second)); got != bs[1] {
+	if got := pick(p, bs, Work{}, now.Add(time.Second)); got != bs[1] {
 		t.Fatalf("returning backend took traffic at once")
 	}
-	if got := p.Pick(bs, Work{}, weights(), now.Add(time.Minute)); got != bs[0] {
+	if got := pick(p, bs, Work{}, now.Add(time.Minute)); got != bs[0] {
 		t.Fatalf("returning backend not back after slow start")
 	}
 }

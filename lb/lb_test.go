@@ -25,11 +25,19 @@ func fleet(n int) (*Pool, []*Backend) {
 	return p, bs
 }
 
+// pick returns the picked backend, or nil.
+func pick(p *Pool, bs []*Backend, work Work, now time.Time) *Backend {
+	if i := p.Pick(bs, work, weights(), now); i >= 0 {
+		return bs[i]
+	}
+	return nil
+}
+
 // counts picks n times (releasing nothing) and returns how often each was chosen.
 func pickCounts(p *Pool, bs []*Backend, n int, work Work, now time.Time) map[string]int {
 	got := map[string]int{}
 	for range n {
-		b := p.Pick(bs, work, weights(), now)
+		b := pick(p, bs, work, now)
 		if b == nil {
 			got["<nil>"]++
 			continue
@@ -45,7 +53,7 @@ func TestNoStatsBehavesLikeLeastConn(t *testing.T) {
 	bs[0].Acquire(Work{})
 	bs[1].Acquire(Work{})
 	for range 50 {
-		if got := p.Pick(bs, Work{}, weights(), t0); got != bs[2] {
+		if got := pick(p, bs, Work{}, t0); got != bs[2] {
 			t.Fatalf("picked %s, want the one with nothing in flight", got.Addr)
 		}
 	}
@@ -63,7 +71,7 @@ func TestLongPromptsWeighMore(t *testing.T) {
 	for range 3 {
 		bs[1].Acquire(Work{PromptTokens: 20, MaxTokens: 100})
 	}
-	if got := p.Pick(bs, Work{PromptTokens: 2000}, weights(), t0); got != bs[1] {
+	if got := pick(p, bs, Work{PromptTokens: 2000}, t0); got != bs[1] {
 		t.Fatalf("picked %s; the backend with 5,000 prefill tokens queued should lose", got.Addr)
 	}
 	// Once its first byte is back, the long request is one decoding sequence.
@@ -91,7 +99,7 @@ func TestKVPreemptionAndQueueRaiseCost(t *testing.T) {
 			bs[1].UpdateStats(Stats{At: t0, HasKV: true, KVUsage: 0.1, HasRates: true})
 			// The sick one has fewer requests in flight and still loses.
 			bs[1].Acquire(Work{})
-			if got := p.Pick(bs, Work{}, weights(), t0); got != bs[1] {
+			if got := pick(p, bs, Work{}, t0); got != bs[1] {
 				t.Fatalf("picked %s, want the healthy one", got.Addr)
 			}
 		})
@@ -110,7 +118,7 @@ func TestSlowBackendGetsSmallerShare(t *testing.T) {
 	// Fill the fleet as a closed loop would: keep picking and holding.
 	got := map[string]int{}
 	for range 90 {
-		b := p.Pick(bs, Work{}, weights(), t0.Add(time.Second))
+		b := pick(p, bs, Work{}, t0.Add(time.Second))
 		b.Acquire(Work{})
 		got[b.Addr]++
 	}
@@ -132,7 +140,7 @@ func TestLagCompensation(t *testing.T) {
 	if kv := bs[0].estimatedKV(&Stats{KVUsage: 0.5, CapacityTokens: 10000}); math.Abs(kv-0.8) > 1e-9 {
 		t.Fatalf("estimated KV %v, want 0.8", kv)
 	}
-	if got := p.Pick(bs, Work{}, weights(), t0); got != bs[1] {
+	if got := pick(p, bs, Work{}, t0); got != bs[1] {
 		t.Fatalf("picked %s; lag-compensated KV should count", got.Addr)
 	}
 	// The next scrape replaces the estimate with the measurement.
@@ -153,11 +161,11 @@ func TestStaleStatsAreIgnored(t *testing.T) {
 	bs[0].UpdateStats(Stats{At: t0, HasKV: true, KVUsage: 0.99, Waiting: 50})
 	bs[1].Acquire(Work{})
 	// Fresh: the full, queued backend is saturated and avoided.
-	if got := p.Pick(bs, Work{}, weights(), t0); got != bs[1] {
+	if got := pick(p, bs, Work{}, t0); got != bs[1] {
 		t.Fatalf("fresh: picked %s", got.Addr)
 	}
 	// Stale: scored on load alone, so the idle one wins.
-	if got := p.Pick(bs, Work{}, weights(), t0.Add(10*time.Second)); got != bs[0] {
+	if got := pick(p, bs, Work{}, t0.Add(10*time.Second)); got != bs[0] {
 		t.Fatalf("stale: picked %s", got.Addr)
 	}
 }
@@ -169,11 +177,11 @@ func TestSaturatedAvoidedUnlessAllAre(t *testing.T) {
 	for range 10 {
 		bs[2].Acquire(Work{})
 	}
-	if got := p.Pick(bs, Work{}, weights(), t0); got != bs[2] {
+	if got := pick(p, bs, Work{}, t0); got != bs[2] {
 		t.Fatalf("picked saturated %s", got.Addr)
 	}
 	bs[2].UpdateStats(Stats{At: t0, HasKV: true, KVUsage: 0.99})
-	if got := p.Pick(bs, Work{}, weights(), t0); got == nil {
+	if got := pick(p, bs, Work{}, t0); got == nil {
 		t.Fatal("all saturated: must still pick one")
 	}
 }
@@ -185,7 +193,7 @@ func TestDownSkippedUnlessAllDown(t *testing.T) {
 		t.Fatalf("down backend picked: %v", got)
 	}
 	p.ObserveHealth(bs[1].Addr, Health{Down: true}, t0)
-	if got := p.Pick(bs, Work{}, weights(), t0); got == nil {
+	if got := pick(p, bs, Work{}, t0); got == nil {
 		t.Fatal("all down: pick anyway rather than refuse everything on a verdict")
 	}
 }

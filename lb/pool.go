@@ -125,18 +125,18 @@ func (p *Pool) MedianSpeed(now time.Time) float64 {
 // instead of scanning all of them.
 const P2CThreshold = 64
 
-// Pick returns the candidate with the lowest cost for work, or nil when none can
-// take traffic. Backends out of rotation (draining, drained) never get new
+// Pick returns the index of the candidate with the lowest cost for work, or -1
+// when none can take traffic. Backends out of rotation (draining, drained) never get new
 // requests; down ones only when every candidate is down; saturated ones only when
 // every remaining one is saturated. Ties are broken at random.
-func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) *Backend {
+func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int {
 	median := p.MedianSpeed(now)
 	if len(cands) >= P2CThreshold {
-		if b := p.pickTwo(cands, work, w, median, now); b != nil {
-			return b
+		if i := p.pickTwo(cands, work, w, median, now); i >= 0 {
+			return i
 		}
 	}
-	var best, bestSat *Backend
+	best, bestSat := -1, -1
 	var bestCost, bestSatCost float64
 	var ties, satTies int
 	anyUp := false
@@ -148,18 +148,18 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) *Bac
 			anyUp = true
 		}
 	}
-	for _, b := range cands {
+	for i, b := range cands {
 		if !b.takesTraffic() || (anyUp && b.isDown()) {
 			continue
 		}
 		s := b.score(work, w, median, now)
 		if s.saturated {
-			bestSat, bestSatCost, satTies = better(bestSat, bestSatCost, satTies, b, s.cost)
+			bestSat, bestSatCost, satTies = better(bestSat, bestSatCost, satTies, i, s.cost)
 			continue
 		}
-		best, bestCost, ties = better(best, bestCost, ties, b, s.cost)
+		best, bestCost, ties = better(best, bestCost, ties, i, s.cost)
 	}
-	if best != nil {
+	if best >= 0 {
 		return best
 	}
 	return bestSat
@@ -167,36 +167,37 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) *Bac
 
 // better keeps the lower-cost backend; among equal costs each has the same chance
 // (reservoir sampling).
-func better(best *Backend, bestCost float64, ties int, b *Backend, cost float64) (*Backend, float64, int) {
+func better(best int, bestCost float64, ties int, i int, cost float64) (int, float64, int) {
 	switch {
-	case best == nil || cost < bestCost:
-		return b, cost, 1
+	case best < 0 || cost < bestCost:
+		return i, cost, 1
 	case cost == bestCost:
 		ties++
 		if rand.IntN(ties) == 0 {
-			return b, cost, ties
+			return i, cost, ties
 		}
 	}
 	return best, bestCost, ties
 }
 
 // pickTwo is the power of two choices: sample two eligible, unsaturated backends
-// and keep the cheaper. It gives up (nil) after a few draws so that a mostly
+// and keep the cheaper. It gives up (-1) after a few draws so that a mostly
 // unavailable pool falls back to the full scan.
-func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, median float64, now time.Time) *Backend {
-	var picked [2]*Backend
+func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, median float64, now time.Time) int {
+	var picked [2]int
 	var costs [2]float64
 	n := 0
 	for try := 0; try < 8 && n < 2; try++ {
-		b := cands[rand.IntN(len(cands))]
-		if !b.takesTraffic() || b.isDown() || (n == 1 && b == picked[0]) {
+		i := rand.IntN(len(cands))
+		b := cands[i]
+		if !b.takesTraffic() || b.isDown() || (n == 1 && i == picked[0]) {
 			continue
 		}
 		s := b.score(work, w, median, now)
 		if s.saturated {
 			continue
 		}
-		picked[n], costs[n] = b, s.cost
+		picked[n], costs[n] = i, s.cost
 		n++
 	}
 	switch {
@@ -207,5 +208,5 @@ func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, median float64, 
 	case n == 2:
 		return picked[0]
 	}
-	return nil
+	return -1
 }

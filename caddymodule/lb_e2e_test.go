@@ -1,0 +1,290 @@
+package caddymodule
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/llmgate/llmgate/sim"
+)
+
+// simFleet starts n sims with cfg applied by tweak, and a gateway in front of them
+// using lb_policy llm with the given extra global llm options.
+type simFleet struct {
+	sims  []*sim.Instance
+	addrs []string
+	gw    string
+	admin string
+}
+
+func startSimFleet(t *testing.T, n int, tweak func(i int, c *sim.Config), llmOptions string) *simFleet {
+	t.Helper()
+	f := &simFleet{}
+	for i := range n {
+		cfg := sim.DefaultConfig()
+		cfg.Model = "m"
+		cfg.TimeScale = 0.1
+		cfg.Seed = uint64(i + 1)
+		if tweak != nil {
+			tweak(i, &cfg)
+		}
+		inst, err := sim.Start(cfg, "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { inst.Close() })
+		f.sims = append(f.sims, inst)
+		f.addrs = append(f.addrs, inst.Addr())
+	}
+	f.gw, f.admin = freeAddr(t), freeAddr(t)
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	llm {
+		scrape_interval 100ms
+		%s
+	}
+}
+http://%s {
+	reverse_proxy %s {
+		lb_policy llm
+		flush_interval -1
+		header_down X-Llmgate-Backend {rp.upstream.hostport}
+	}
+	handle /llm/health {
+		llm_health
+	}
+}`, f.admin, llmOptions, f.gw, strings.Join(f.addrs, " ")))
+	return f
+}
+
+// result is one streamed completion as a client saw it.
+type result struct {
+	backend string
+	status  int
+	done    bool // saw data: [DONE]
+	err     error
+}
+
+func (f *simFleet) stream(maxTokens int) result {
+	body := fmt.Sprintf(`{"model":"m","prompt":"tell me a story about routers","max_tokens":%d,"ignore_eos":true,"stream":true}`, maxTokens)
+	resp, err := http.Post("http://"+f.gw+"/v1/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		return result{err: err}
+	}
+	defer resp.Body.Close()
+	r := result{backend: resp.Header.Get("X-Llmgate-Backend"), status: resp.StatusCode}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if sc.Text() == "data: [DONE]" {
+			r.done = true
+		}
+	}
+	r.err = sc.Err()
+	return r
+}
+
+func (r result) ok() bool { return r.err == nil && r.status == 200 && r.done }
+
+type tally struct {
+	mu     sync.Mutex
+	per    map[string]int
+	failed []result
+	total  atomic.Int64
+}
+
+// load runs clients until the returned stop is called (or the test ends).
+func (f *simFleet) load(t *testing.T, clients, maxTokens int) (*tally, func()) {
+	tl := &tally{per: map[string]int{}}
+	stopCh := make(chan struct{})
+	var once sync.Once
+	stop := func() { once.Do(func() { close(stopCh) }) }
+	var wg sync.WaitGroup
+	t.Cleanup(func() { stop(); wg.Wait() })
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stopCh:
+					return
+				default:
+				}
+				r := f.stream(maxTokens)
+				tl.mu.Lock()
+				tl.per[r.backend]++
+				if !r.ok() {
+					tl.failed = append(tl.failed, r)
+				}
+				tl.mu.Unlock()
+				tl.total.Add(1)
+			}
+		}()
+	}
+	return tl, stop
+}
+
+func (tl *tally) snapshot() (map[string]int, []result) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	per := map[string]int{}
+	for k, v := range tl.per {
+		per[k] = v
+	}
+	return per, append([]result(nil), tl.failed...)
+}
+
+func (f *simFleet) rotation(t *testing.T, addr string) (state string, raw string) {
+	r, _, raw := getReport(t, "http://"+f.gw+"/llm/health")
+	_ = r
+	// The fleet report is a superset of diag.Report; read the rotation directly.
+	i := strings.Index(raw, `"address": "`+addr+`"`)
+	if i < 0 {
+		return "", raw
+	}
+	rest := raw[i:]
+	j := strings.Index(rest, `"rotation": {`)
+	if j < 0 {
+		return "", raw
+	}
+	k := strings.Index(rest[j:], `"state": "`)
+	s := rest[j+k+len(`"state": "`):]
+	return s[:strings.IndexByte(s, '"')], raw
+}
+
+// TestSlowBackendGetsSmallerShare: under steady load a backend with a 3x slowdown
+// gets clearly fewer requests than its healthy peers.
+func TestSlowBackendGetsSmallerShare(t *testing.T) {
+	f := startSimFleet(t, 3, func(i int, c *sim.Config) {
+		if i == 2 {
+			c.Faults.Slowdown = 3
+		}
+	}, "")
+	tl, stop := f.load(t, 12, 24)
+	for tl.total.Load() < 600 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	per, failed := tl.snapshot()
+	if len(failed) > 0 {
+		t.Fatalf("%d failed requests, first %+v", len(failed), failed[0])
+	}
+	slow, fast := per[f.addrs[2]], min(per[f.addrs[0]], per[f.addrs[1]])
+	t.Logf("requests per backend: %v", per)
+	if float64(slow) > 0.6*float64(fast) {
+		t.Fatalf("slow backend got %d requests, the least-used healthy one %d: want clearly fewer", slow, fast)
+	}
+}
+
+// TestKVLeakDrainedAndRestored: a KV-leaking backend goes out of rotation within
+// its rule window without a single failed client request, and comes back once the
+// leak stops.
+func TestKVLeakDrainedAndRestored(t *testing.T) {
+	f := startSimFleet(t, 3, func(i int, c *sim.Config) {
+		c.NumGPUBlocks, c.BlockSize, c.MaxModelLen = 256, 16, 2048
+		if i == 1 {
+			c.Faults.KVLeak = 0.5
+		}
+	}, `health {
+			preemption_rate 1/s for 1s
+			kv_leak 30% for 1s
+		}
+		drain {
+			after 500ms
+			restore_after 2s
+			slow_start 1s
+		}`)
+	tl, stop := f.load(t, 9, 48)
+	leaky := f.addrs[1]
+	eventually(t, leaky+" drained", func() (bool, string) {
+		s, raw := f.rotation(t, leaky)
+		return s == "draining" || s == "drained", raw
+	})
+	// Traffic goes on around it; then the leak stops (blocks come back).
+	before := tl.total.Load()
+	for tl.total.Load() < before+30 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	fl := f.sims[1].Faults()
+	fl.KVLeak = 0
+	f.sims[1].SetFaults(fl)
+	eventually(t, leaky+" restored", func() (bool, string) {
+		s, raw := f.rotation(t, leaky)
+		return s == "active", raw
+	})
+	stop()
+	if _, failed := tl.snapshot(); len(failed) > 0 {
+		t.Fatalf("%d failed client requests, first %+v", len(failed), failed[0])
+	}
+}
+
+// TestManualDrainLetsStreamsFinish: draining a backend by hand through the admin
+// API lets its in-flight stream finish and sends it nothing new.
+func TestManualDrainLetsStreamsFinish(t *testing.T) {
+	f := startSimFleet(t, 2, nil, "")
+	// A long stream: 2,000 tokens at ~1 ms a step (time scale 0.1) is ~2 s.
+	type streamed struct {
+		r     result
+		start chan string
+	}
+	s := streamed{start: make(chan string, 1)}
+	done := make(chan result, 1)
+	go func() {
+		body := `{"model":"m","prompt":"a long story","max_tokens":2000,"ignore_eos":true,"stream":true}`
+		resp, err := http.Post("http://"+f.gw+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			s.start <- ""
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		r := result{backend: resp.Header.Get("X-Llmgate-Backend"), status: resp.StatusCode}
+		s.start <- r.backend
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if sc.Text() == "data: [DONE]" {
+				r.done = true
+			}
+		}
+		r.err = sc.Err()
+		done <- r
+	}()
+	target := <-s.start
+	if target == "" {
+		t.Fatal((<-done).err)
+	}
+	resp, err := http.Post("http://"+f.admin+"/llm/backends/"+target+"/drain", "", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("drain: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	if state, raw := f.rotation(t, target); state != "draining" {
+		t.Fatalf("want draining while the stream runs, got %q\n%s", state, raw)
+	}
+	for range 20 {
+		if r := f.stream(4); !r.ok() || r.backend == target {
+			t.Fatalf("request after drain: %+v (drained %s)", r, target)
+		}
+	}
+	if r := <-done; !r.ok() {
+		t.Fatalf("in-flight stream did not finish cleanly: %+v", r)
+	}
+	eventually(t, target+" drained", func() (bool, string) {
+		s, raw := f.rotation(t, target)
+		return s == "drained", raw
+	})
+	resp, err = http.Post("http://"+f.admin+"/llm/backends/"+target+"/undrain", "", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("undrain: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	if state, raw := f.rotation(t, target); state != "active" {
+		t.Fatalf("want active after undrain, got %q\n%s", state, raw)
+	}
+}

@@ -1,0 +1,54 @@
+// Package diag turns what an inference server and its machine expose into a
+// health verdict: it parses metrics pages, computes rates, and applies health
+// rules. It knows nothing of Caddy, HTTP clients or schedules; the llm app
+// scrapes, and hands the bytes and the timestamps to this package.
+//
+// # Snapshots
+//
+// One scrape of one backend is a Sample: the server's own metrics reduced to a
+// BackendStats (ParseBackendMetrics, for vLLM V0/V1 and SGLang), optionally the
+// GPUs behind it ([]GPU, from ParseDCGM or the agent's nvidia-smi reader) and its
+// host (Host, from ParseNodeExporter or the agent's /proc reader), stamped with
+// the time it was taken. A snapshot holds raw values only: gauges as read (queue
+// lengths, KV-cache usage) and counters as cumulative totals (preemptions, tokens,
+// the TTFT histogram). A failed scrape is a Sample with nil Stats, kept in the
+// history like any other, because a run of them is itself a finding.
+//
+// Every parser reads at most MaxScrapeBytes and rejects a malformed page as a
+// whole, since half a page can make a saturated server look idle. The backend
+// parser runs for every backend on every scrape, so it is a small scanner that
+// reads only the families it needs (about 20 µs for a real vLLM page). The DCGM
+// and node_exporter parsers use expfmt and cost about 1 ms for an eight-GPU or
+// 128-thread host: scrape those once per host, and no faster than they change
+// (DCGM exporter refreshes every 30s by default).
+//
+// # Rates
+//
+// A rate needs two snapshots. ComputeRates divides counter increases by the time
+// between the two scrapes, whatever it was, so missed scrapes widen the interval
+// instead of inflating the rate; a counter that went down means the server
+// restarted, and its current value is the increase (Prometheus's rate() reads
+// resets the same way).
+//
+// # Rules and windows
+//
+// Evaluate applies Rules to one backend's history, oldest first, and returns a
+// Verdict: Healthy, Degraded (serving, with reasons) or Down (failed scrapes),
+// with reasons like "preemption_storm 3.1/s" or "pcie_downgraded gen3x8<gen5x16".
+// Time inside Evaluate is the samples' time: the newest sample is "now", and a
+// window of 30s means the samples taken in the 30s before it, so the function is
+// pure and a test can replay any history.
+//
+// Rules come in three kinds. Point-in-time rules (PCIe link, hardware slowdown,
+// swap) look at the newest GPU and host readings, ignoring readings older than
+// StaleAfter. Event rules (XID, uncorrectable ECC) fire when a GPU's reading
+// changed from its previous one within their window, so the verdict remembers a
+// fault for the window's length after it happened. Sustained rules (preemption
+// storm, throughput drop) compute a rate between every pair of consecutive
+// successful scrapes and fire only when every rate in the window is past the
+// threshold and the history reaches back over the whole window: one bad interval,
+// or a backend seen for ten seconds, is not a storm.
+//
+// Deciding what to do about a verdict (drain, restore, hysteresis, the fleet-wide
+// cap on drained backends) belongs to package lb, not here.
+package diag

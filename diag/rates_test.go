@@ -1,0 +1,38 @@
+package diag
+
+import (
+	"testing"
+	"time"
+)
+
+func TestComputeRates(t *testing.T) {
+	st := func(pre, prompt, gen float64) *BackendStats {
+		return &BackendStats{Engine: EngineVLLMV1, PreemptionsTotal: pre, PromptTokensTotal: prompt, GenerationTokensTotal: gen}
+	}
+	for _, tc := range []struct {
+		name      string
+		prev, cur *BackendStats
+		dt        time.Duration
+		want      Rates
+	}{
+		{"steady", st(10, 1000, 5000), st(13, 1400, 5600), time.Second, Rates{3, 400, 600, true}},
+		{"half second", st(10, 1000, 5000), st(11, 1100, 5100), 500 * time.Millisecond, Rates{2, 200, 200, true}},
+		// Missed scrapes: dt spans the gap and the rate is the average over it.
+		{"missed scrapes", st(10, 1000, 5000), st(16, 1600, 8000), 3 * time.Second, Rates{2, 200, 1000, true}},
+		// The server restarted between the scrapes and counted up from zero again.
+		{"counter reset", st(500, 90000, 40000), st(2, 300, 100), time.Second, Rates{2, 300, 100, true}},
+		{"one counter reset", st(500, 1000, 5000), st(2, 1200, 5300), time.Second, Rates{2, 200, 300, true}},
+		{"engine changed", st(1, 100, 100), &BackendStats{Engine: EngineSGLang, PreemptionsTotal: 5, PromptTokensTotal: 200, GenerationTokensTotal: 300}, time.Second, Rates{5, 200, 300, true}},
+		{"unchanged", st(1, 2, 3), st(1, 2, 3), time.Second, Rates{0, 0, 0, true}},
+		{"no previous", nil, st(1, 2, 3), time.Second, Rates{}},
+		{"no current", st(1, 2, 3), nil, time.Second, Rates{}},
+		{"zero dt", st(1, 2, 3), st(2, 3, 4), 0, Rates{}},
+		{"negative dt", st(1, 2, 3), st(2, 3, 4), -time.Second, Rates{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ComputeRates(tc.prev, tc.cur, tc.dt); got != tc.want {
+				t.Fatalf("ComputeRates = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
