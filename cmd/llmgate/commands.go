@@ -12,6 +12,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/diag/agent"
 	"github.com/llmgate/llmgate/sim"
 )
@@ -23,6 +24,8 @@ func init() {
 		"Run simulated vLLM servers (or print simulated nvidia-smi output)", sim.Main)
 	register("agent", "[--listen :9109] [--nvidia-smi PATH] [--once]",
 		"Serve this GPU host's nvidia-smi and /proc diagnostics at /diag and /metrics", agent.Main)
+	register("bench", "[flags] | compare [--markdown] [--fail-on-regression] [name=]a.json b.json...",
+		"Load-test an OpenAI-compatible endpoint: TTFT, inter-token and E2E percentiles, capacity planning", bench.Main)
 	register("demo", "[--listen :8080] [--admin localhost:2019]",
 		"Run three simulated vLLM backends (one degraded) behind the gateway", runDemo)
 }

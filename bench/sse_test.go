@@ -1,0 +1,203 @@
+package bench
+
+import (
+	"bufio"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+func parseSSE(t *testing.T, body string, bufSize int) *streamObs {
+	t.Helper()
+	o := new(streamObs)
+	o.reset(time.Now())
+	// OneByteReader makes every event arrive in pieces, as over a network.
+	if err := readSSE(bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(body)), bufSize), o); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestSSERoleChunkIsNotContent(t *testing.T) {
+	o := parseSSE(t, roleChunk+chatChunk("Hi")+chatChunk(" there")+finalChunk+doneChunk, 4096)
+	if o.events != 2 || !o.done || o.errEvent {
+		t.Fatalf("events=%d done=%v err=%v, want 2 content events and [DONE]", o.events, o.done, o.errEvent)
+	}
+	if len(o.gaps) != 1 {
+		t.Fatalf("gaps = %d, want 1 (between the two content events)", len(o.gaps))
+	}
+	if o.outputTokens() != 2 {
+		t.Fatalf("output tokens without usage = %d, want the 2 counted events", o.outputTokens())
+	}
+}
+
+func TestSSEUsage(t *testing.T) {
+	o := parseSSE(t, roleChunk+chatChunk("a")+chatChunk("b")+usageChunk(71, 9)+doneChunk, 4096)
+	if o.usageOut != 9 || o.usagePrompt != 71 || o.outputTokens() != 9 {
+		t.Fatalf("usage out=%d prompt=%d tokens=%d, want 9, 71, 9 (usage wins over counted events)",
+			o.usageOut, o.usagePrompt, o.outputTokens())
+	}
+	// vLLM sends "usage":null on every chunk before the last one.
+	o = parseSSE(t, strings.ReplaceAll(chatChunk("a"), `}]}`, `}],"usage":null}`)+doneChunk, 4096)
+	if o.usageOut != -1 || o.events != 1 {
+		t.Fatalf("usage null: out=%d events=%d, want -1 and 1", o.usageOut, o.events)
+	}
+}
+
+func TestSSECompletionsAndOtherContent(t *testing.T) {
+	body := `data: {"choices":[{"index":0,"text":" city","finish_reason":null}]}` + "\n\n" +
+		`data: {"choices":[{"index":0,"text":"","finish_reason":"length"}]}` + "\n\n" +
+		`data: {"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}` + "\n\n" +
+		`data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}` + "\n\n" +
+		`data: {"choices":[{"index":0,"delta":{"content":null,"tool_calls":null}}]}` + "\n\n" +
+		doneChunk
+	if o := parseSSE(t, body, 4096); o.events != 3 {
+		t.Fatalf("events = %d, want 3 (text, reasoning_content, tool_calls; not the empty or null ones)", o.events)
+	}
+}
+
+func TestSSEFraming(t *testing.T) {
+	// CRLF line ends, comments, an event: line, "data:" without a space,
+	// one event split over two data lines, a line longer than the buffer,
+	// and a last event without its blank line.
+	long := strings.Repeat("x", 300)
+	body := ": keepalive\r\n\r\n" +
+		"event: message\r\ndata:" + `{"choices":[{"delta":{"content":"a"}}]}` + "\r\n\r\n" +
+		"data: {\"choices\":\n" + `data: [{"delta":{"content":"b"}}]}` + "\n\n" +
+		`data: {"choices":[{"delta":{"content":"` + long + `"}}]}` + "\n\n" +
+		"data: [DONE]"
+	o := parseSSE(t, body, 64)
+	if o.events != 3 || !o.done {
+		t.Fatalf("events=%d done=%v, want 3 and done", o.events, o.done)
+	}
+}
+
+func TestSSEMidStreamError(t *testing.T) {
+	// vLLM's shape (Python's json.dumps puts spaces after colons), then
+	// [DONE]; and the old {"object":"error"} shape.
+	o := parseSSE(t, chatChunk("a")+`data: {"error": {"object": "error", "message": "boom", "code": 500}}`+"\n\n"+doneChunk, 4096)
+	if !o.errEvent || o.errMsg != "boom" || o.events != 1 {
+		t.Fatalf("errEvent=%v msg=%q events=%d, want true, boom, 1", o.errEvent, o.errMsg, o.events)
+	}
+	o = parseSSE(t, `data: {"object":"error","message":"old","code":400}`+"\n\n"+doneChunk, 4096)
+	if !o.errEvent || o.errMsg != "old" {
+		t.Fatalf("old shape: errEvent=%v msg=%q", o.errEvent, o.errMsg)
+	}
+}
+
+// TestTTFTExcludesRoleChunk measures against a server that sends the role
+// chunk at once and the first content only after a pause: TTFT must cover
+// the pause. The assertions are lower bounds, which sleeping guarantees,
+// so a slow machine cannot make them fail.
+func TestTTFTExcludesRoleChunk(t *testing.T) {
+	const pause, gap = 150 * time.Millisecond, 60 * time.Millisecond
+	srv := newSSEServer(t,
+		sseStep{text: roleChunk, sleep: pause},
+		sseStep{text: chatChunk("Hello"), sleep: gap},
+		sseStep{text: chatChunk(" world"), sleep: gap},
+		sseStep{text: chatChunk("!")},
+		sseStep{text: usageChunk(12, 3) + doneChunk},
+	)
+	res := mustRun(t, testConfig(srv.URL))
+	if res.Succeeded != 1 || res.Failed != 0 {
+		t.Fatalf("succeeded=%d failed=%d errors=%v", res.Succeeded, res.Failed, res.Errors)
+	}
+	if res.TTFT.P50 < pause {
+		t.Errorf("TTFT %v < %v: the role-only chunk was taken for the first token", res.TTFT.P50, pause)
+	}
+	if res.ITL.Count != 2 || res.ITL.P50 < gap {
+		t.Errorf("ITL count=%d p50=%v, want 2 gaps of at least %v", res.ITL.Count, res.ITL.P50, gap)
+	}
+	if res.E2E.P50 < res.TTFT.P50+2*gap {
+		t.Errorf("E2E %v shorter than TTFT %v + gaps", res.E2E.P50, res.TTFT.P50)
+	}
+	if res.OutputTokens != 3 || res.MeanPromptTokens != 12 {
+		t.Errorf("output tokens=%d prompt=%v, want usage's 3 and 12", res.OutputTokens, res.MeanPromptTokens)
+	}
+}
+
+func TestStreamCut(t *testing.T) {
+	for name, steps := range map[string][]sseStep{
+		"clean end without [DONE]": {{text: roleChunk}, {text: chatChunk("a")}},
+		"connection cut":           {{text: roleChunk}, {text: chatChunk("a")}, {text: "ABORT"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			res := mustRun(t, testConfig(newSSEServer(t, steps...).URL))
+			if res.Errors[ErrStreamCut] != 1 || res.Succeeded != 0 {
+				t.Fatalf("errors=%v succeeded=%d, want one stream_cut", res.Errors, res.Succeeded)
+			}
+		})
+	}
+}
+
+// TestCutAfterDone: once [DONE] arrived the answer is complete, whatever
+// happens to the rest of the body.
+func TestCutAfterDone(t *testing.T) {
+	srv := newSSEServer(t, sseStep{text: roleChunk + chatChunk("a") + doneChunk}, sseStep{text: "ABORT"})
+	res := mustRun(t, testConfig(srv.URL))
+	if res.Succeeded != 1 || res.Failed != 0 {
+		t.Fatalf("ok=%d errors=%v, want a success", res.Succeeded, res.Errors)
+	}
+}
+
+func TestMidStreamErrorRun(t *testing.T) {
+	srv := newSSEServer(t, sseStep{text: roleChunk + chatChunk("a")},
+		sseStep{text: `data: {"error":{"message":"engine died","type":"InternalServerError","code":500}}` + "\n\n" + doneChunk})
+	res := mustRun(t, testConfig(srv.URL))
+	if res.Errors[ErrMidStreamError] != 1 || res.ErrorSamples[ErrMidStreamError] != "engine died" {
+		t.Fatalf("errors=%v samples=%v", res.Errors, res.ErrorSamples)
+	}
+}
+
+func TestHTTPErrorsAndBackends(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%2 == 0 {
+			w.Header().Set("X-Llmgate-Backend", "b")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"error":{"message":"all backends busy","type":"unavailable","code":503}}`))
+			return
+		}
+		w.Header().Set("X-Llmgate-Backend", "a")
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Write([]byte(roleChunk + chatChunk("x") + doneChunk))
+	}))
+	defer srv.Close()
+	cfg := testConfig(srv.URL)
+	cfg.Requests = 10
+	res := mustRun(t, cfg)
+	if res.Errors["http_503"] != 5 || res.ErrorKinds["http_5xx"] != 5 || res.Succeeded != 5 {
+		t.Fatalf("errors=%v kinds=%v ok=%d", res.Errors, res.ErrorKinds, res.Succeeded)
+	}
+	if res.ErrorSamples["http_503"] != "all backends busy" {
+		t.Fatalf("sample = %q", res.ErrorSamples["http_503"])
+	}
+	if a, b := res.Backends["a"], res.Backends["b"]; a.Requests != 5 || a.Errors != 0 || b.Requests != 5 || b.Errors != 5 {
+		t.Fatalf("backends = %+v", res.Backends)
+	}
+	if got := tableOf(res); !strings.Contains(got, "http_503 5 (50.0%)") || !strings.Contains(got, "backends   a 5 (50.0%), b 5 (50.0%)") {
+		t.Fatalf("table:\n%s", got)
+	}
+}
+
+func TestConnectAndTimeoutErrors(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there now
+	res := mustRun(t, testConfig(url))
+	if res.Errors[ErrConnect] != 1 {
+		t.Fatalf("closed port: errors = %v, want connect", res.Errors)
+	}
+
+	hang := newSSEServer(t, sseStep{text: roleChunk, sleep: time.Minute})
+	cfg := testConfig(hang.URL)
+	cfg.Timeout = 100 * time.Millisecond
+	res = mustRun(t, cfg)
+	if res.Errors[ErrTimeout] != 1 {
+		t.Fatalf("hanging stream: errors = %v, want timeout", res.Errors)
+	}
+}

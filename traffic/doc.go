@@ -1,0 +1,65 @@
+// Package traffic reads OpenAI-style requests for the gateway: what a
+// request asks for, how many prompt tokens it probably carries, whether it
+// fits the model's context, and how to refuse it in OpenAI's error shape.
+// It does not import Caddy.
+//
+// # Parsing
+//
+// ParseRequest reads /v1/chat/completions and /v1/completions bodies (any
+// other path passes through: it returns nil, nil). It makes one pass over
+// the body with a small validating scanner that allocates nothing, and
+// keeps only counts: the gateway never rewrites a body, so it need not
+// decode one. A body is refused (400, *RequestError) when it is not JSON,
+// nests deeper than 128 levels, or gives a field the gateway relies on the
+// wrong type: model (string), stream (boolean), stream_options (object),
+// max_tokens, max_completion_tokens and n (integers ≥ 1), messages (a
+// non-empty array of objects with a string role, content a string, null
+// or an array of parts with a type), prompt (a string, or a non-empty
+// array of strings, of token ids, or of non-empty arrays of token ids),
+// tools (an array of objects). Everything else is the backend's business.
+// A missing model is allowed, as vLLM allows it.
+//
+// The scanner was chosen over gjson on measurement: gjson.ValidBytes alone
+// takes about 3 µs on a 4.5 KB chat body here, and walking the messages
+// with gjson's ForEach another 14 µs (each nesting level rescans its
+// value, and escaped strings are copied), while the whole parse has a
+// budget of a few µs. The tests check the scanner against encoding/json
+// and a gjson-based reading of the same fields.
+//
+// # Estimating prompt tokens
+//
+// An Estimator turns a Request into a prompt-token count without a
+// tokenizer:
+//
+//	tokens = ceil(text bytes / 4.0)                   // CharsPerToken
+//	       + 4 per message + 3                        // chat template
+//	       + ImageTokens per image + AudioTokens per audio part
+//
+// Four bytes per token is the usual figure for English under the BPE
+// vocabularies of Llama 3, Qwen 2 and GPT-4 (OpenAI's "a token is about 4
+// characters"); bytes rather than characters, because BPE merges UTF-8
+// bytes and other scripts spend both more bytes and more tokens per
+// character. The template overhead is Llama 3's: a header of
+// <|start_header_id|>, role, <|end_header_id|> and a blank line, and an
+// <|eot_id|>, per message, then the assistant header that primes the reply
+// (OpenAI's cookbook counts 3 and 3 for its own models). Image and audio
+// parts cost nothing by default: their cost depends on the model and the
+// media, and an estimate that is too high refuses good requests.
+//
+// Token-id prompts are counted exactly. For text, real counts correct the
+// estimate: Observe takes the usage.prompt_tokens a backend returned, and
+// once a model has MinObservations (8) the estimate is multiplied by its
+// ratio of real to estimated tokens, an exponentially weighted average
+// bounded to [0.25, 4]. At most MaxModels (1,024) models are remembered,
+// the least recently observed forgotten first.
+//
+// # Errors
+//
+// RequestError carries an HTTP status and OpenAI's body,
+//
+//	{"error":{"message":"...","type":"...","param":...,"code":...}}
+//
+// with constructors for the gateway's refusals (BadRequest, ModelNotFound,
+// BodyTooLarge, RateLimited, Unavailable, and CheckContext's
+// context_length_exceeded) and WriteError to send one.
+package traffic

@@ -1,0 +1,400 @@
+package traffic
+
+import (
+	"fmt"
+	"math"
+)
+
+// ParseRequest reads what the gateway needs from the body of a request to
+// path. For a path other than /v1/chat/completions or /v1/completions it
+// returns (nil, nil): pass the request through untouched. Otherwise it
+// returns the request, or an error that is always a *RequestError (400)
+// saying what is wrong.
+//
+// The body is read in one pass and not retained; it must not change while
+// ParseRequest runs. Like Python's json module (and so vLLM), a key that
+// appears twice takes its last value, so the gateway and the backend agree
+// on, say, max_tokens.
+func ParseRequest(path string, body []byte) (*Request, error) {
+	ep := EndpointFor(path)
+	if ep == EndpointOther {
+		return nil, nil
+	}
+	p := parser{ep: ep}
+	p.s.b = body
+	r, err := p.parse()
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// member identifies the top-level members the parser reads.
+type member uint8
+
+const (
+	mModel member = iota
+	mStream
+	mStreamOptions
+	mMaxTokens
+	mMaxCompletionTokens
+	mN
+	mMessages
+	mPrompt
+	mPromptEmbeds
+	mTools
+	numMembers
+	mOther
+)
+
+// text accumulates the countable content of messages or prompts.
+type text struct {
+	items, chars, longestChars int // prompts or messages
+	ids, longestIDs            int
+	images, audios             int
+	present                    bool // the member is there and not null
+}
+
+type parser struct {
+	s   scanner
+	ep  Endpoint
+	err *RequestError // first error within the member being read
+
+	errs [numMembers]*RequestError // per member, from its last occurrence
+	pos  [numMembers]int           // where that occurrence starts
+
+	modelStart, modelEnd     int
+	modelEsc, modelSet       bool
+	stream                   bool
+	streamOptions, usage     bool
+	maxTokens, maxCompletion int64
+	n                        int64
+	msgs, prompt             text
+	embeds                   bool
+	toolChars                int
+	tools                    bool
+}
+
+func (p *parser) fail(e *RequestError) {
+	if p.err == nil {
+		p.err = e
+	}
+}
+
+func (p *parser) parse() (*Request, *RequestError) {
+	s := &p.s
+	if !s.ws() {
+		return nil, jsonError(s, "the body is empty")
+	}
+	if s.peek() != kindObject {
+		got, ok := p.describe()
+		if !ok || !s.end() {
+			return nil, jsonError(s, "")
+		}
+		return nil, BadRequest("", "invalid_type", "Invalid type for the request body: expected an object, but got "+got+" instead.")
+	}
+	if !s.object(p.member) || !s.end() {
+		return nil, jsonError(s, "")
+	}
+	var first *RequestError
+	at := math.MaxInt
+	for m, e := range p.errs {
+		if e != nil && p.pos[m] < at {
+			first, at = e, p.pos[m]
+		}
+	}
+	if first != nil {
+		return nil, first
+	}
+	return p.request()
+}
+
+// member reads one top-level member's value (the scanner is past the
+// colon). A repeated key resets what its earlier occurrence set.
+func (p *parser) member(key word) bool {
+	m := p.lookup(key)
+	if m == mOther {
+		return p.s.skip()
+	}
+	p.err = nil
+	p.pos[m] = p.s.i
+	var ok bool
+	switch m {
+	case mModel:
+		ok = p.model()
+	case mStream:
+		p.stream = false
+		ok = p.boolean("stream", &p.stream)
+	case mStreamOptions:
+		ok = p.streamOpts()
+	case mMaxTokens:
+		p.maxTokens = 0
+		ok = p.integer("max_tokens", 1, &p.maxTokens)
+	case mMaxCompletionTokens:
+		p.maxCompletion = 0
+		ok = p.integer("max_completion_tokens", 1, &p.maxCompletion)
+	case mN:
+		p.n = 0
+		ok = p.integer("n", 1, &p.n)
+	case mMessages:
+		ok = p.messages()
+	case mPrompt:
+		ok = p.prompts()
+	case mPromptEmbeds:
+		p.embeds = p.s.peek() != kindNull
+		ok = p.s.skip()
+	case mTools:
+		ok = p.toolList()
+	}
+	p.errs[m] = p.err
+	return ok
+}
+
+// lookup maps a key to a member this endpoint reads.
+func (p *parser) lookup(key word) member {
+	switch key.String() {
+	case "model":
+		return mModel
+	case "stream":
+		return mStream
+	case "stream_options":
+		return mStreamOptions
+	case "max_tokens":
+		return mMaxTokens
+	case "n":
+		return mN
+	}
+	if p.ep == EndpointChat {
+		switch key.String() {
+		case "messages":
+			return mMessages
+		case "max_completion_tokens":
+			return mMaxCompletionTokens
+		case "tools":
+			return mTools
+		}
+		return mOther
+	}
+	switch key.String() {
+	case "prompt":
+		return mPrompt
+	case "prompt_embeds":
+		return mPromptEmbeds
+	}
+	return mOther
+}
+
+// request assembles the Request and checks what spans several members.
+func (p *parser) request() (*Request, *RequestError) {
+	r := &Request{Endpoint: p.ep, Stream: p.stream, N: 1}
+	if p.streamOptions {
+		if !p.stream {
+			return nil, BadRequest("stream_options", "invalid_value", "The 'stream_options' parameter is only allowed when 'stream' is enabled.")
+		}
+		r.IncludeUsage = p.usage
+	}
+	if p.n > 0 {
+		r.N = int(p.n)
+	}
+	r.MaxTokens = int(p.maxTokens)
+	var t text
+	if p.ep == EndpointChat {
+		if !p.msgs.present {
+			return nil, missing("messages")
+		}
+		if p.maxCompletion > 0 {
+			r.MaxTokens = int(p.maxCompletion) // vLLM: max_completion_tokens or max_tokens
+		}
+		t = p.msgs
+		t.chars += p.toolChars
+		t.longestChars = t.chars
+		r.Messages, r.Prompts, r.HasTools = t.items, 1, p.tools
+	} else {
+		if !p.prompt.present && !p.embeds {
+			return nil, missing("prompt")
+		}
+		t = p.prompt
+		r.Prompts = max(t.items, 1)
+	}
+	r.PromptChars, r.LongestPromptChars = t.chars, t.longestChars
+	r.PromptTokenIDs, r.LongestPromptIDs = t.ids, t.longestIDs
+	r.Images, r.Audios = t.images, t.audios
+	if p.modelSet {
+		raw := p.s.b[p.modelStart:p.modelEnd]
+		if p.modelEsc {
+			r.Model = string(unescape(make([]byte, 0, len(raw)), raw))
+		} else {
+			r.Model = string(raw)
+		}
+	}
+	return r, nil
+}
+
+func (p *parser) model() bool {
+	p.modelSet = false
+	switch p.s.peek() {
+	case kindNull:
+		_, ok := p.s.literal()
+		return ok
+	case kindString:
+		start, end, _, esc, ok := p.s.str()
+		p.modelStart, p.modelEnd, p.modelEsc, p.modelSet = start, end, esc, ok
+		return ok
+	}
+	return p.wrongType("model", "a string")
+}
+
+// boolean reads a boolean or null (false) into v.
+func (p *parser) boolean(param string, v *bool) bool {
+	switch p.s.peek() {
+	case kindBool, kindNull:
+		c, ok := p.s.literal()
+		*v = c == 't'
+		return ok
+	}
+	return p.wrongType(param, "a boolean")
+}
+
+func (p *parser) streamOpts() bool {
+	p.streamOptions, p.usage = false, false
+	switch p.s.peek() {
+	case kindNull:
+		_, ok := p.s.literal()
+		return ok
+	case kindObject:
+	default:
+		return p.wrongType("stream_options", "an object")
+	}
+	// vLLM's StreamOptions.include_usage defaults to true; an explicit
+	// null turns it off.
+	p.streamOptions, p.usage = true, true
+	return p.s.object(func(key word) bool {
+		if key.String() == "include_usage" {
+			return p.boolean("stream_options.include_usage", &p.usage)
+		}
+		return p.s.skip()
+	})
+}
+
+// integer reads an integer ≥ lo (or null, leaving v alone) into v.
+func (p *parser) integer(param string, lo int64, v *int64) bool {
+	switch p.s.peek() {
+	case kindNull:
+		_, ok := p.s.literal()
+		return ok
+	case kindNumber:
+	default:
+		return p.wrongType(param, "an integer")
+	}
+	raw, ok := p.s.number()
+	if !ok {
+		return false
+	}
+	x, decimal, big := integer(raw)
+	switch {
+	case decimal:
+		p.fail(typeError(param, "an integer", "a decimal number"))
+	case big && raw[0] != '-', x > math.MaxInt32:
+		p.fail(BadRequest(param, "integer_above_max_value", fmt.Sprintf(
+			"Invalid '%s': integer above maximum value. Expected a value <= %d, but got %s instead.", param, math.MaxInt32, raw)))
+	case big || x < lo:
+		p.fail(BadRequest(param, "integer_below_min_value", fmt.Sprintf(
+			"Invalid '%s': integer below minimum value. Expected a value >= %d, but got %s instead.", param, lo, raw)))
+	default:
+		*v = x
+	}
+	return true
+}
+
+// toolList reads the tools array; its JSON, which chat templates render
+// into the prompt, counts as prompt text.
+func (p *parser) toolList() bool {
+	p.toolChars, p.tools = 0, false
+	switch p.s.peek() {
+	case kindNull:
+		_, ok := p.s.literal()
+		return ok
+	case kindArray:
+	default:
+		return p.wrongType("tools", "an array")
+	}
+	start := p.s.i
+	ok := p.s.array(func(i int) bool {
+		if p.s.peek() != kindObject {
+			return p.wrongType(fmt.Sprintf("tools[%d]", i), "an object")
+		}
+		p.tools = true
+		return p.s.skip()
+	})
+	p.toolChars = p.s.i - start
+	return ok
+}
+
+// describe consumes a value and names its type the way OpenAI's messages
+// do.
+func (p *parser) describe() (string, bool) {
+	switch p.s.peek() {
+	case kindString:
+		return "a string", p.s.skip()
+	case kindObject:
+		return "an object", p.s.skip()
+	case kindArray:
+		return "an array", p.s.skip()
+	case kindBool:
+		return "a boolean", p.s.skip()
+	case kindNull:
+		return "null", p.s.skip()
+	case kindNumber:
+		raw, ok := p.s.number()
+		if !ok {
+			return "", false
+		}
+		if _, decimal, _ := integer(raw); decimal {
+			return "a decimal number", true
+		}
+		return "an integer", true
+	}
+	return "", false
+}
+
+// wrongType consumes a value of the wrong type and records the error.
+func (p *parser) wrongType(param, want string) bool {
+	got, ok := p.describe()
+	if ok {
+		p.fail(typeError(param, want, got))
+	}
+	return ok
+}
+
+func typeError(param, want, got string) *RequestError {
+	return BadRequest(param, "invalid_type", fmt.Sprintf("Invalid type for '%s': expected %s, but got %s instead.", param, want, got))
+}
+
+func missing(param string) *RequestError {
+	return BadRequest(param, "missing_required_parameter", fmt.Sprintf("'%s' is a required property", param))
+}
+
+func emptyArray(param string) *RequestError {
+	return BadRequest(param, "empty_array", fmt.Sprintf(
+		"Invalid '%s': empty array. Expected an array with minimum length 1, but got an empty array instead.", param))
+}
+
+// jsonError words a syntax error. OpenAI's own message comes first, so
+// clients that match on it keep working; the detail says where.
+func jsonError(s *scanner, detail string) *RequestError {
+	if detail == "" {
+		switch {
+		case s.tooDeep:
+			detail = fmt.Sprintf("arrays and objects are nested more than %d levels deep", maxDepth)
+		case s.i >= len(s.b):
+			detail = fmt.Sprintf("the body ends unexpectedly after %d bytes", len(s.b))
+		case s.b[s.i] >= 0x20 && s.b[s.i] < 0x7f:
+			detail = fmt.Sprintf("unexpected '%c' at byte offset %d", s.b[s.i], s.i)
+		default:
+			detail = fmt.Sprintf("unexpected byte 0x%02x at byte offset %d", s.b[s.i], s.i)
+		}
+	}
+	return BadRequest("", "", "We could not parse the JSON body of your request: "+detail+". "+
+		"(HINT: This likely means you aren't using your HTTP library correctly. "+
+		"The API expects a JSON payload, but what was sent was not valid JSON.)")
+}

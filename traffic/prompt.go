@@ -1,0 +1,138 @@
+package traffic
+
+import "fmt"
+
+// Shapes of a completions prompt given as an array, set by its first
+// element; the rest must match it.
+const (
+	shapeUnknown = iota
+	shapeStrings // ["text", ...]: a batch of prompts
+	shapeIDs     // [1, 2, ...]: one prompt of token ids
+	shapeIDLists // [[1, 2], [3]]: a batch of token-id prompts
+	shapeBad     // the first element was wrong; skip the rest
+)
+
+// prompts reads a completions prompt: a string, an array of strings, an
+// array of token ids, or an array of arrays of token ids.
+func (p *parser) prompts() bool {
+	p.prompt = text{}
+	t := &p.prompt
+	switch p.s.peek() {
+	case kindNull:
+		_, ok := p.s.literal()
+		return ok
+	case kindString:
+		_, _, n, _, ok := p.s.str()
+		*t = text{items: 1, chars: n, longestChars: n, present: true}
+		return ok
+	case kindArray:
+	default:
+		return p.wrongType("prompt", "one of a string, an array of strings, an array of integers or an array of arrays of integers")
+	}
+	t.present = true
+	shape := shapeUnknown
+	elems := 0
+	ok := p.s.array(func(k int) bool {
+		elems++
+		got := p.s.peek()
+		if shape == shapeUnknown {
+			switch got {
+			case kindString:
+				shape = shapeStrings
+			case kindNumber:
+				shape = shapeIDs
+			case kindArray:
+				shape = shapeIDLists
+			default:
+				shape = shapeBad
+				return p.wrongType("prompt[0]", "one of a string, an integer or an array of integers")
+			}
+		}
+		switch shape {
+		case shapeStrings:
+			if got != kindString {
+				return p.wrongType(fmt.Sprintf("prompt[%d]", k), "a string")
+			}
+			_, _, n, _, ok := p.s.str()
+			t.items++
+			t.chars += n
+			t.longestChars = max(t.longestChars, n)
+			return ok
+		case shapeIDs:
+			if got != kindNumber {
+				return p.wrongType(fmt.Sprintf("prompt[%d]", k), "an integer")
+			}
+			t.ids++
+			return p.tokenID(k, -1)
+		case shapeIDLists:
+			return p.idList(k, got)
+		}
+		return p.s.skip()
+	})
+	switch {
+	case !ok:
+	case elems == 0:
+		p.fail(emptyArray("prompt"))
+	case shape == shapeIDs:
+		t.items, t.longestIDs = 1, t.ids
+	}
+	return ok
+}
+
+// idList reads prompt[k] of a batch of token-id prompts.
+func (p *parser) idList(k int, got kind) bool {
+	if got != kindArray {
+		return p.wrongType(fmt.Sprintf("prompt[%d]", k), "an array of integers")
+	}
+	n := 0
+	ok := p.s.array(func(m int) bool {
+		if p.s.peek() != kindNumber {
+			return p.wrongType(fmt.Sprintf("prompt[%d][%d]", k, m), "an integer")
+		}
+		n++
+		return p.tokenID(k, m)
+	})
+	if ok && n == 0 {
+		p.fail(emptyArray(fmt.Sprintf("prompt[%d]", k)))
+	}
+	t := &p.prompt
+	t.items++
+	t.ids += n
+	t.longestIDs = max(t.longestIDs, n)
+	return ok
+}
+
+// tokenID reads one token id: prompt[k], or prompt[k][m] when m >= 0.
+func (p *parser) tokenID(k, m int) bool {
+	raw, ok := p.s.number()
+	if !ok {
+		return false
+	}
+	if len(raw) <= 15 && raw[0] != '-' && digits(raw) {
+		return true // the common case, cheaply: a plain non-negative integer
+	}
+	v, decimal, big := integer(raw)
+	if !decimal && !big && v >= 0 {
+		return true
+	}
+	param := fmt.Sprintf("prompt[%d]", k)
+	if m >= 0 {
+		param = fmt.Sprintf("prompt[%d][%d]", k, m)
+	}
+	if decimal {
+		p.fail(typeError(param, "an integer", "a decimal number"))
+	} else {
+		p.fail(BadRequest(param, "invalid_value", fmt.Sprintf(
+			"Invalid value for '%s': token ids are non-negative integers, but got %s.", param, raw)))
+	}
+	return true
+}
+
+func digits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
