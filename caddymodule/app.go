@@ -15,6 +15,7 @@ import (
 
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/traffic"
 )
 
 func init() {
@@ -36,9 +37,12 @@ type App struct {
 	Backends []string `json:"backends,omitempty"`
 	// DCGM, Node and Agent are optional per-host diagnostic sources, URL templates
 	// over each backend address with {host}, {port} and {upstream}.
-	DCGM  string `json:"dcgm,omitempty"`
-	Node  string `json:"node,omitempty"`
-	Agent string `json:"agent,omitempty"`
+	DCGM string `json:"dcgm,omitempty"`
+	// SourceInterval is how long a host-level reading is reused by all the
+	// backends on that host (default 5s).
+	SourceInterval caddy.Duration `json:"source_interval,omitempty"`
+	Node           string         `json:"node,omitempty"`
+	Agent          string         `json:"agent,omitempty"`
 	// Health rules; unset fields keep their defaults.
 	Health *diag.Rules `json:"health,omitempty"`
 	// Drain is the automatic drain policy; unset fields keep their defaults.
@@ -106,13 +110,14 @@ func (a *App) Start() error {
 	}
 	a.fleet.pool.SetDrainConfig(drain)
 	a.fleet.monitor.Configure(diag.MonitorConfig{
-		Interval:      a.scrapeInterval(),
-		Timeout:       time.Duration(a.ScrapeTimeout),
-		MaxConcurrent: a.MaxConcurrentScrapes,
-		Sources:       map[string]string{diag.SourceDCGM: a.DCGM, diag.SourceNode: a.Node, diag.SourceAgent: a.Agent},
-		Rules:         rules,
-		OnScrape:      observeScrape,
-		OnSample:      a.fleet.onSample,
+		Interval:       a.scrapeInterval(),
+		Timeout:        time.Duration(a.ScrapeTimeout),
+		MaxConcurrent:  a.MaxConcurrentScrapes,
+		SourceInterval: time.Duration(a.SourceInterval),
+		Sources:        map[string]string{diag.SourceDCGM: a.DCGM, diag.SourceNode: a.Node, diag.SourceAgent: a.Agent},
+		Rules:          rules,
+		OnScrape:       observeScrape,
+		OnSample:       a.fleet.onSample,
 		OnVerdict: func(addr string, from, to diag.Verdict) {
 			logger.Info("backend health changed",
 				zap.String("backend", addr),
@@ -222,11 +227,12 @@ func upstreamAddr(dial string) string {
 // fleet is the process-wide state of the llm app: it survives config reloads
 // because every config's App holds a reference in fleets (a caddy.UsagePool).
 type fleet struct {
-	monitor *diag.Monitor
-	pool    *lb.Pool
-	logger  atomic.Pointer[zap.Logger] // the newest config's
-	cancel  context.CancelFunc
-	started bool
+	monitor   *diag.Monitor
+	pool      *lb.Pool
+	estimator *traffic.Estimator
+	logger    atomic.Pointer[zap.Logger] // the newest config's
+	cancel    context.CancelFunc
+	started   bool
 }
 
 var fleets = caddy.NewUsagePool()
@@ -235,7 +241,11 @@ const fleetKey = "llm.fleet"
 
 func acquireFleet() (*fleet, error) {
 	v, _, err := fleets.LoadOrNew(fleetKey, func() (caddy.Destructor, error) {
-		f := &fleet{monitor: diag.NewMonitor(diag.MonitorConfig{}), pool: lb.NewPool()}
+		f := &fleet{
+			monitor:   diag.NewMonitor(diag.MonitorConfig{}),
+			pool:      lb.NewPool(),
+			estimator: traffic.NewEstimator(traffic.EstimatorConfig{}),
+		}
 		f.logger.Store(zap.NewNop())
 		return f, nil
 	})

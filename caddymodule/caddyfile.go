@@ -34,6 +34,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //		dcgm  http://{host}:9400/metrics
 //		node  http://{host}:9100/metrics
 //		agent http://{host}:9109/diag
+//		source_interval 5s
 //		health { ... }
 //		drain { ... }
 //	}
@@ -44,7 +45,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		switch d.Val() {
-		case "scrape_interval", "scrape_timeout":
+		case "scrape_interval", "scrape_timeout", "source_interval":
 			name := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -53,10 +54,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("%s: %v", name, err)
 			}
-			if name == "scrape_interval" {
+			switch name {
+			case "scrape_interval":
 				a.ScrapeInterval = caddy.Duration(dur)
-			} else {
+			case "scrape_timeout":
 				a.ScrapeTimeout = caddy.Duration(dur)
+			default:
+				a.SourceInterval = caddy.Duration(dur)
 			}
 		case "max_concurrent_scrapes":
 			if !d.NextArg() {

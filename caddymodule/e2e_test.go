@@ -174,6 +174,7 @@ func TestFleetHealthEndToEnd(t *testing.T) {
 	llm {
 		scrape_interval %s
 		dcgm http://{upstream}/dcgm/metrics
+		source_interval 100ms
 	}
 }
 http://%s {

@@ -127,6 +127,16 @@ func (h *leaseHolder) swap(l *lb.Lease) {
 	}
 }
 
+// firstByte tells the current attempt's lease that its response has begun.
+func (h *leaseHolder) firstByte() {
+	h.mu.Lock()
+	l := h.lease
+	h.mu.Unlock()
+	if l != nil {
+		l.FirstByte()
+	}
+}
+
 func (h *leaseHolder) end() {
 	h.mu.Lock()
 	l := h.lease

@@ -31,6 +31,9 @@ type MonitorConfig struct {
 	Rules Rules
 	// Client does the fetching; nil means a dedicated client with keep-alives.
 	Client *http.Client
+	// SourceInterval is how long a host-level reading is reused (default
+	// DefaultSourceInterval); see sourceCache.
+	SourceInterval time.Duration
 	// OnScrape, if set, is called after each source fetch (for metrics).
 	OnScrape func(ScrapeEvent)
 	// OnVerdict, if set, is called when a backend's health state changes.
@@ -80,6 +83,7 @@ type Monitor struct {
 	mu       sync.RWMutex
 	cfg      MonitorConfig
 	backends map[string]*telemetry
+	sources  sourceCache
 	client   *http.Client
 	wake     chan struct{}
 	now      func() time.Time
@@ -137,6 +141,9 @@ func (m *Monitor) Configure(cfg MonitorConfig) {
 	}
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 64
+	}
+	if cfg.SourceInterval <= 0 {
+		cfg.SourceInterval = DefaultSourceInterval
 	}
 	client := cfg.Client
 	if client == nil {
@@ -322,6 +329,7 @@ func (m *Monitor) expireIdle() {
 
 func (m *Monitor) expireIdleLocked() {
 	now := m.now()
+	m.sources.expire(now.Add(-dynamicIdle))
 	for a, t := range m.backends {
 		if !t.static && now.Sub(t.lastSeen) > dynamicIdle {
 			delete(m.backends, a)
@@ -357,22 +365,7 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 	started := m.now()
 	s := Sample{At: started}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
 	var sourceErrs, failedSources []string
-	fetch := func(source, url string, parse func(io.Reader) error) {
-		defer wg.Done()
-		t0 := time.Now()
-		err := m.fetch(ctx, client, cfg.Timeout, url, parse)
-		if cfg.OnScrape != nil {
-			cfg.OnScrape(ScrapeEvent{Backend: t.addr, Source: source, Duration: time.Since(t0), Err: err})
-		}
-		if err != nil {
-			mu.Lock()
-			sourceErrs = append(sourceErrs, source+": "+err.Error())
-			failedSources = append(failedSources, source)
-			mu.Unlock()
-		}
-	}
 
 	var stats *BackendStats
 	var metricsErr error
@@ -389,43 +382,29 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 			cfg.OnScrape(ScrapeEvent{Backend: t.addr, Source: SourceMetrics, Duration: time.Since(t0), Err: metricsErr})
 		}
 	}()
+	// Host-level sources, in a fixed order so that DCGM's GPUs win over the
+	// agent's and node_exporter's host over the agent's.
 	for _, source := range []string{SourceDCGM, SourceNode, SourceAgent} {
 		tmpl := cfg.Sources[source]
 		if tmpl == "" {
 			continue
 		}
 		url := ExpandSourceURL(tmpl, t.addr)
-		wg.Add(1)
-		switch source {
-		case SourceDCGM:
-			go fetch(source, url, func(r io.Reader) error {
-				gpus, err := ParseDCGM(r)
-				mu.Lock()
-				s.GPUs = append(s.GPUs, gpus...)
-				mu.Unlock()
-				return err
-			})
-		case SourceNode:
-			go fetch(source, url, func(r io.Reader) error {
-				h, err := ParseNodeExporter(r)
-				mu.Lock()
-				s.Host = h
-				mu.Unlock()
-				return err
-			})
-		case SourceAgent:
-			go fetch(source, url, func(r io.Reader) error {
-				gpus, h, err := parseAgentDiag(r)
-				mu.Lock()
-				if len(s.GPUs) == 0 {
-					s.GPUs = gpus
-				}
-				if s.Host == nil {
-					s.Host = h
-				}
-				mu.Unlock()
-				return err
-			})
+		gpus, host, fetched, took, err := m.readSource(ctx, client, cfg.Timeout, cfg.SourceInterval, source, url)
+		if fetched && cfg.OnScrape != nil {
+			cfg.OnScrape(ScrapeEvent{Backend: t.addr, Source: source, Duration: took, Err: err})
+		}
+		if err != nil {
+			sourceErrs = append(sourceErrs, source+": "+err.Error())
+			if fetched {
+				failedSources = append(failedSources, source)
+			}
+		}
+		if len(s.GPUs) == 0 {
+			s.GPUs = gpus
+		}
+		if s.Host == nil {
+			s.Host = host
 		}
 	}
 	wg.Wait()
@@ -468,9 +447,6 @@ func (m *Monitor) recordLocked(t *telemetry, s Sample, dur time.Duration, failed
 			t.rates = ComputeRates(prev.Stats, s.Stats, s.At.Sub(prev.At))
 		}
 		rates = t.rates
-	}
-	if s.Host != nil && t.last.Host != nil && s.Host.CPUSeconds != nil {
-		s.Host.CPUBusy = CPUBusyBetween(t.last.Host.CPUSeconds, s.Host.CPUSeconds)
 	}
 	t.last = s
 	t.appendHistory(s)

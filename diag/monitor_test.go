@@ -100,9 +100,10 @@ func TestMonitorScrapesStatsRatesAndSources(t *testing.T) {
 	b := newFakeBackend(t)
 	var events atomic.Int64
 	m, clock := newTestMonitor(MonitorConfig{
-		Interval: time.Second,
-		Sources:  map[string]string{SourceDCGM: "http://{upstream}/dcgm"},
-		OnScrape: func(ScrapeEvent) { events.Add(1) },
+		Interval:       time.Second,
+		SourceInterval: time.Second,
+		Sources:        map[string]string{SourceDCGM: "http://{upstream}/dcgm"},
+		OnScrape:       func(ScrapeEvent) { events.Add(1) },
 	})
 	m.SetStatic([]string{b.addr()})
 	ctx := context.Background()
@@ -138,6 +139,41 @@ func TestMonitorScrapesStatsRatesAndSources(t *testing.T) {
 	v, _ = m.Backend(b.addr())
 	if !v.Stale || v.Rates.Valid {
 		t.Fatalf("want stale with no rates after 4 intervals: %+v", v)
+	}
+}
+
+// Backends that share a host share its DCGM reading: one fetch per source
+// interval, whatever the number of backends.
+func TestMonitorSharesHostSources(t *testing.T) {
+	b := newFakeBackend(t)
+	var dcgmFetches atomic.Int64
+	m, clock := newTestMonitor(MonitorConfig{
+		Interval: time.Second,
+		Sources:  map[string]string{SourceDCGM: "http://" + b.addr() + "/dcgm"},
+		OnScrape: func(e ScrapeEvent) {
+			if e.Source == SourceDCGM {
+				dcgmFetches.Add(1)
+			}
+		},
+	})
+	// Two "backends" on the same host (the same server twice under two names).
+	m.SetStatic([]string{b.addr(), strings.Replace(b.addr(), "127.0.0.1", "localhost", 1)})
+	for range 3 {
+		m.ScrapeOnce(context.Background())
+		clock.Add(time.Second)
+	}
+	if n := dcgmFetches.Load(); n != 1 {
+		t.Fatalf("DCGM fetched %d times in 3 s for 2 backends, want 1 (source interval 5 s)", n)
+	}
+	for _, v := range m.Backends() {
+		if len(v.GPUs) != 1 {
+			t.Fatalf("%s has no shared GPU reading: %+v", v.Addr, v)
+		}
+	}
+	clock.Add(5 * time.Second)
+	m.ScrapeOnce(context.Background())
+	if n := dcgmFetches.Load(); n != 2 {
+		t.Fatalf("DCGM fetched %d times, want a refresh after the interval", n)
 	}
 }
 

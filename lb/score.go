@@ -66,10 +66,14 @@ func (w Weights) WithDefaults() Weights {
 }
 
 // Relative speeds are clamped so that one wild reading cannot make a backend
-// look free or worthless.
+// look free or worthless, and ignored within a dead band: healthy replicas'
+// speeds differ by their batch sizes from scrape to scrape, and letting that
+// noise steer picks herds requests onto whichever looked fastest last scrape
+// (measured: TTFT p50 doubled on the routing benchmark without the band).
 const (
-	minRelSpeed = 0.2
-	maxRelSpeed = 2
+	minRelSpeed   = 0.2
+	maxRelSpeed   = 2
+	speedDeadBand = 1.5
 )
 
 // score is one backend's cost for one request, and whether it is saturated.
@@ -119,6 +123,9 @@ func speedFactor(speed, median float64, w *Weights) float64 {
 		return 1
 	}
 	rel := min(max(speed/median, minRelSpeed), maxRelSpeed)
+	if rel > 1/speedDeadBand && rel < speedDeadBand {
+		return 1
+	}
 	return math.Pow(rel, w.SpeedWeight)
 }
 

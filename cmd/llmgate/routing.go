@@ -148,6 +148,7 @@ func (rb *routingBench) runPolicy(ctx context.Context, policy string) (*bench.Re
 	}
 }
 http://%s {
+	llm
 	reverse_proxy %s {
 		lb_policy %s
 		flush_interval -1

@@ -1,0 +1,177 @@
+package caddymodule
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/traffic"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+	httpcaddyfile.RegisterHandlerDirective("llm", parseHandlerDirective)
+	httpcaddyfile.RegisterDirectiveOrder("llm", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// Handler is the llm request handler (directive `llm`). It reads an OpenAI
+// completion request once, bounded by MaxBody, refuses what is malformed with an
+// OpenAI-style error before any backend is touched, and leaves the request's
+// estimated work where lb_policy llm finds it. The body reaches the backend byte
+// for byte. On the way back it tells the balancer when the first byte arrives:
+// that is when the request's prefill stopped weighing on its backend.
+type Handler struct {
+	// MaxBody is the largest request body accepted (default 8 MiB); larger
+	// requests get 413.
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	fleet *fleet
+}
+
+// DefaultMaxBody bounds request bodies when max_body is not set.
+const DefaultMaxBody = 8 << 20
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.llm",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision gets the llm app's fleet.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	app, err := ctx.App("llm")
+	if err != nil {
+		return err
+	}
+	h.fleet = app.(*App).fleet
+	if h.MaxBody == 0 {
+		h.MaxBody = DefaultMaxBody
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	if h.MaxBody < 0 {
+		return errors.New("max_body must not be negative")
+	}
+	return nil
+}
+
+// ServeHTTP parses completion requests and passes everything else through.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.Method != http.MethodPost || traffic.EndpointFor(r.URL.Path) == traffic.EndpointOther {
+		return next.ServeHTTP(w, r)
+	}
+	if r.ContentLength > h.MaxBody {
+		traffic.WriteError(w, traffic.BodyTooLarge(h.MaxBody))
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, h.MaxBody+1))
+	r.Body.Close()
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	if int64(len(body)) > h.MaxBody {
+		traffic.WriteError(w, traffic.BodyTooLarge(h.MaxBody))
+		return nil
+	}
+	req, err := traffic.ParseRequest(r.URL.Path, body)
+	if err != nil {
+		var re *traffic.RequestError
+		if errors.As(err, &re) {
+			traffic.WriteError(w, re)
+			return nil
+		}
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	if req != nil {
+		work := lb.Work{PromptTokens: int64(h.fleet.estimator.Estimate(req)), MaxTokens: int64(req.MaxTokens)}
+		caddyhttp.SetVar(r.Context(), workVar, work)
+	}
+	return next.ServeHTTP(&firstByteWriter{ResponseWriter: w, r: r}, r)
+}
+
+// firstByteWriter reports the response's first body byte to the request's
+// lease. It never buffers: every write goes straight through.
+type firstByteWriter struct {
+	http.ResponseWriter
+	r    *http.Request
+	seen bool
+}
+
+func (fw *firstByteWriter) Write(p []byte) (int, error) {
+	if !fw.seen && len(p) > 0 {
+		fw.seen = true
+		// Writes come from the request's own goroutine, so reading the vars
+		// map here is safe.
+		if holder, ok := caddyhttp.GetVar(fw.r.Context(), leaseVar).(*leaseHolder); ok {
+			holder.firstByte()
+		}
+	}
+	return fw.ResponseWriter.Write(p)
+}
+
+// FlushError flushes through whatever wrappers lie below.
+func (fw *firstByteWriter) FlushError() error {
+	return http.NewResponseController(fw.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the writers below.
+func (fw *firstByteWriter) Unwrap() http.ResponseWriter { return fw.ResponseWriter }
+
+// UnmarshalCaddyfile sets up the handler:
+//
+//	llm {
+//		max_body 8MiB
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "max_body":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(d.Val())
+			if err != nil || n == 0 {
+				return d.Errf("max_body: want a size like 8MiB, got %q", d.Val())
+			}
+			h.MaxBody = int64(n)
+		default:
+			return d.Errf("unrecognized llm option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)

@@ -1,0 +1,98 @@
+package diag
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// DefaultSourceInterval is how long a host-level reading (DCGM, node_exporter,
+// agent) is reused. Several backends usually share one host's page (eight vLLM
+// servers on an eight-GPU box), the DCGM exporter itself refreshes every 30 s by
+// default, and parsing a DCGM or node_exporter page costs about a millisecond:
+// fetching it per backend per second would cost a core at fleet scale.
+const DefaultSourceInterval = 5 * time.Second
+
+// hostReading is one host-level source's latest reading, shared by every backend
+// whose template expands to the same URL.
+type hostReading struct {
+	mu   sync.Mutex // one fetch per URL at a time; others wait and reuse it
+	at   time.Time  // when the last fetch ended; zero before the first
+	used time.Time  // last time a scrape asked for it, for expiry
+	gpus []GPU
+	host *Host
+	err  error
+}
+
+// sourceCache holds hostReadings by URL.
+type sourceCache struct {
+	mu       sync.Mutex
+	readings map[string]*hostReading
+}
+
+func (c *sourceCache) get(url string, now time.Time) *hostReading {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.readings == nil {
+		c.readings = map[string]*hostReading{}
+	}
+	r, ok := c.readings[url]
+	if !ok {
+		r = &hostReading{}
+		c.readings[url] = r
+	}
+	r.used = now
+	return r
+}
+
+// expire drops readings nobody asked for since before cutoff.
+func (c *sourceCache) expire(cutoff time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for url, r := range c.readings {
+		if r.used.Before(cutoff) {
+			delete(c.readings, url)
+		}
+	}
+}
+
+// readSource returns the reading of one host-level source, fetching it only when
+// the last reading is older than maxAge. fetched reports whether this call did
+// the fetch (so the fetch is reported once, not once per backend).
+func (m *Monitor) readSource(ctx context.Context, client *http.Client, timeout, maxAge time.Duration,
+	source, url string) (gpus []GPU, host *Host, fetched bool, dur time.Duration, err error) {
+	now := m.now()
+	r := m.sources.get(url, now)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.at.IsZero() && now.Sub(r.at) < maxAge {
+		return r.gpus, r.host, false, 0, r.err
+	}
+	t0 := time.Now()
+	var prevHost *Host
+	if r.err == nil {
+		prevHost = r.host
+	}
+	r.gpus, r.host = nil, nil
+	r.err = m.fetch(ctx, client, timeout, url, func(body io.Reader) error {
+		var err error
+		switch source {
+		case SourceDCGM:
+			r.gpus, err = ParseDCGM(body)
+		case SourceNode:
+			r.host, err = ParseNodeExporter(body)
+		case SourceAgent:
+			r.gpus, r.host, err = parseAgentDiag(body)
+		}
+		return err
+	})
+	// CPU busy is a rate: it needs this reading and the previous one of the same
+	// host, which only the cache has.
+	if r.host != nil && prevHost != nil && r.host.CPUSeconds != nil && r.host.CPUBusy < 0 {
+		r.host.CPUBusy = CPUBusyBetween(prevHost.CPUSeconds, r.host.CPUSeconds)
+	}
+	r.at = m.now()
+	return r.gpus, r.host, true, time.Since(t0), r.err
+}
