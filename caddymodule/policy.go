@@ -150,7 +150,7 @@ func (h *leaseHolder) end() {
 // UnmarshalCaddyfile sets up the policy from Caddyfile tokens:
 //
 //	lb_policy llm {
-//		prompt_unit       512
+//		prompt_unit       32
 //		kv_knee           0.7
 //		kv_weight         4
 //		preempt_weight    1

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/fixtures"
 )
 
 // TestRealNvidiaSMICapture runs the real nvidia-smi through the collector and saves
@@ -21,20 +23,7 @@ import (
 // nvidia_smi_query_units.csv (the same query with header and units),
 // nvidia_smi_help_query_gpu.txt and nvidia_smi_version.txt.
 func TestRealNvidiaSMICapture(t *testing.T) {
-	if os.Getenv("LLMGATE_REAL_NVIDIA_SMI") != "1" {
-		t.Skip("set LLMGATE_REAL_NVIDIA_SMI=1 and LLMGATE_CAPTURE_DIR on a host with NVIDIA GPUs")
-	}
-	dir := os.Getenv("LLMGATE_CAPTURE_DIR")
-	if dir == "" {
-		t.Fatal("LLMGATE_CAPTURE_DIR must name the folder to write the capture to")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := os.Getenv("LLMGATE_NVIDIA_SMI")
-	if bin == "" {
-		bin = "nvidia-smi"
-	}
+	dir, bin := fixtures.RealCapture(t)
 	save := func(name string, data []byte) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {

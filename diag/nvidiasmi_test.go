@@ -238,7 +238,7 @@ func smiCaptureFields(t *testing.T, csvPath string) []string {
 // "#" sections. It returns the first section's output and its field list.
 func smiFixture(t testing.TB, name string) (out []byte, fields []string) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(smiSharedFixtures(t), name))
+	data, err := os.ReadFile(filepath.Join(fixturesDir(t), name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,27 +264,6 @@ func smiFixture(t testing.TB, name string) (out []byte, fields []string) {
 		t.Fatalf("%s: no --query-gpu section", name)
 	}
 	return []byte(b.String()), fields
-}
-
-// smiSharedFixtures finds shared/fixtures by walking up from the test's directory,
-// so the test runs the same from the repository and from a worktree beside it.
-func smiSharedFixtures(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "shared", "fixtures")
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("shared/fixtures not found above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func smiDump(g GPU) string {

@@ -6,29 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/llmgate/llmgate/internal/fixtures"
 )
 
-// fixturesDir finds shared/fixtures by walking up from the test's working
-// directory. The fixtures are real captured output and the parsers' ground truth,
-// so a missing directory fails the test rather than skipping it.
-func fixturesDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "shared", "fixtures")
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("shared/fixtures not found above the test's working directory")
-		}
-		dir = parent
-	}
-}
+// fixturesDir is where the real captured outputs are.
+func fixturesDir(t testing.TB) string { return fixtures.Dir() }
 
 func readFixture(t testing.TB, name string) []byte {
 	t.Helper()

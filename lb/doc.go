@@ -17,6 +17,13 @@
 // and a backend's load is the sum over its leases. With no token estimates (no llm
 // handler in the route) every request weighs 1 and load is the in-flight count.
 //
+// PromptUnit defaults to 32: a decoding sequence costs a new request's prefill
+// about one token of the step's budget and a sliver of step time, while 32 queued
+// prompt tokens are ~2 ms of prefill for an 8B model on an H100: a new request
+// should rather join a big batch than queue behind a long prompt. Measured with
+// bench-routing (one of four backends 3x slow, 36 req/s, 45-60 s per policy),
+// TTFT p99 against least_conn: -20% at 512, -48% to -55% at 64, -63% at 32.
+//
 // # Cost
 //
 // The cost of sending request r (weight w) to backend b is

@@ -78,8 +78,8 @@ func TestLongPromptsWeighMore(t *testing.T) {
 	long := bs[0].Acquire(Work{PromptTokens: 5000})
 	before := bs[0].load(weights())
 	long.FirstByte()
-	if after := bs[0].load(weights()); before-after < 9.7 || before-after > 9.8 {
-		t.Fatalf("first byte should drop 5000/512 units of load: %v -> %v", before, after)
+	if after, want := bs[0].load(weights()), 5000/weights().PromptUnit; math.Abs(before-after-want) > 1e-9 {
+		t.Fatalf("first byte should drop 5000/PromptUnit = %v units of load: %v -> %v", want, before, after)
 	}
 }
 
@@ -246,7 +246,7 @@ func TestLeaseCountsNeverNegative(t *testing.T) {
 
 func TestWeightsDefaults(t *testing.T) {
 	w := Weights{KVKnee: 0.8, PreemptWeight: -1}.WithDefaults()
-	if w.KVKnee != 0.8 || w.PromptUnit != 512 || preemptFactor(5, &w) != 1 {
+	if w.KVKnee != 0.8 || w.PromptUnit != DefaultWeights().PromptUnit || preemptFactor(5, &w) != 1 {
 		t.Fatalf("%+v", w)
 	}
 }

@@ -31,7 +31,7 @@ type Weights struct {
 // DefaultWeights are the weights the routing benchmark was run with.
 func DefaultWeights() Weights {
 	return Weights{
-		PromptUnit:       512,
+		PromptUnit:       32,
 		KVKnee:           0.7,
 		KVWeight:         4,
 		PreemptWeight:    1,

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/llmgate/llmgate/internal/fixtures"
 )
 
 // virtualConfig is the default server on a virtual clock: steps cost their
@@ -152,25 +152,8 @@ func histSum(t testing.TB, fams map[string]*dto.MetricFamily, name string) (sum 
 	return h.GetSampleSum(), h.GetSampleCount()
 }
 
-// fixturesDir finds shared/fixtures by walking up from the test's directory.
-func fixturesDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		d := filepath.Join(dir, "shared", "fixtures")
-		if _, err := os.Stat(filepath.Join(d, "vllm_v1_0.10.0.prom")); err == nil {
-			return d
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared/fixtures not found above the test directory")
-		}
-		dir = parent
-	}
-}
+// fixturesDir is where the real captured outputs are.
+func fixturesDir(t testing.TB) string { return fixtures.Dir() }
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/llmgate/llmgate/diag"
+	"github.com/llmgate/llmgate/internal/fixtures"
 )
 
 // TestRealAgentOnce runs `llmgate agent --once` against the real nvidia-smi and
@@ -20,20 +21,7 @@ import (
 // agent_metrics.txt in LLMGATE_CAPTURE_DIR. It runs only with
 // LLMGATE_REAL_NVIDIA_SMI=1; LLMGATE_NVIDIA_SMI overrides the binary.
 func TestRealAgentOnce(t *testing.T) {
-	if os.Getenv("LLMGATE_REAL_NVIDIA_SMI") != "1" {
-		t.Skip("set LLMGATE_REAL_NVIDIA_SMI=1 and LLMGATE_CAPTURE_DIR on a host with NVIDIA GPUs")
-	}
-	dir := os.Getenv("LLMGATE_CAPTURE_DIR")
-	if dir == "" {
-		t.Fatal("LLMGATE_CAPTURE_DIR must name the folder to write the capture to")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := os.Getenv("LLMGATE_NVIDIA_SMI")
-	if bin == "" {
-		bin = "nvidia-smi"
-	}
+	dir, bin := fixtures.RealCapture(t)
 
 	var stdout, stderr bytes.Buffer
 	err := Main(context.Background(), []string{"--once", "--nvidia-smi", bin, "--timeout", "30s"}, &stdout, &stderr)
