@@ -100,7 +100,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r.ContentLength = int64(len(body))
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	if req != nil {
-		work := lb.Work{PromptTokens: int64(h.fleet.estimator.Estimate(req)), MaxTokens: int64(req.MaxTokens)}
+		work := lb.Work{Model: req.Model, PromptTokens: int64(h.fleet.estimator.Estimate(req)), MaxTokens: int64(req.MaxTokens)}
 		caddyhttp.SetVar(r.Context(), workVar, work)
 	}
 	return next.ServeHTTP(&firstByteWriter{ResponseWriter: w, r: r}, r)

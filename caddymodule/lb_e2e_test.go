@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +53,7 @@ func startSimFleet(t *testing.T, n int, tweak func(i int, c *sim.Config), llmOpt
 	}
 }
 http://%s {
+	llm
 	reverse_proxy %s {
 		lb_policy llm
 		flush_interval -1
@@ -287,4 +290,116 @@ func TestManualDrainLetsStreamsFinish(t *testing.T) {
 	if state, raw := f.rotation(t, target); state != "active" {
 		t.Fatalf("want active after undrain, got %q\n%s", state, raw)
 	}
+}
+
+// TestModelAwareRouting: a request naming a model goes only to the backends whose
+// /metrics say they serve it; a name nobody lists (a LoRA adapter, say) may go
+// anywhere.
+func TestModelAwareRouting(t *testing.T) {
+	f := startSimFleet(t, 3, func(i int, c *sim.Config) {
+		c.Model = "model-a"
+		if i == 2 {
+			c.Model = "model-b"
+		}
+	}, "")
+	eventually(t, "models scraped", func() (bool, string) {
+		fl := currentFleet()
+		for _, a := range f.addrs {
+			if _, known := fl.monitor.Serves(a, "model-a"); !known {
+				return false, a + " not scraped yet"
+			}
+		}
+		return true, ""
+	})
+	send := func(model string) string {
+		body := fmt.Sprintf(`{"model":%q,"prompt":"hi","max_tokens":2}`, model)
+		resp, err := http.Post("http://"+f.gw+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 && model != "adapter-x" {
+			t.Fatalf("%s: status %d", model, resp.StatusCode)
+		}
+		return resp.Header.Get("X-Llmgate-Backend")
+	}
+	for range 12 {
+		if got := send("model-b"); got != f.addrs[2] {
+			t.Fatalf("model-b went to %s, only %s serves it", got, f.addrs[2])
+		}
+		if got := send("model-a"); got == f.addrs[2] {
+			t.Fatalf("model-a went to the model-b backend")
+		}
+	}
+	seen := map[string]bool{}
+	for range 30 {
+		seen[send("adapter-x")] = true
+	}
+	if len(seen) < 2 {
+		t.Fatalf("an unlisted model should not be pinned: %v", seen)
+	}
+}
+
+// TestRetryReleasesLease: a backend that refuses with 503 before the first byte
+// gets the request retried on another (its body replayed), and neither keeps a
+// lease: in-flight counts go back to zero.
+func TestRetryReleasesLease(t *testing.T) {
+	var refused atomic.Int64
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			refused.Add(1)
+			io.Copy(io.Discard, r.Body)
+			http.Error(w, `{"error":{"message":"busy"}}`, http.StatusServiceUnavailable)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(refusing.Close)
+	cfg := sim.DefaultConfig()
+	cfg.Model, cfg.TimeScale = "m", 0.1
+	ok, err := sim.Start(cfg, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ok.Close() })
+	gw := freeAddr(t)
+	refusingAddr := strings.TrimPrefix(refusing.URL, "http://")
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+}
+http://%s {
+	llm
+	reverse_proxy %s %s {
+		lb_policy llm
+		lb_retries 3
+		request_buffers 1MiB
+		lb_retry_match {
+			expression `+"`{rp.status_code} in [429, 503]`"+`
+		}
+	}
+}`, gw, refusingAddr, ok.Addr()))
+	for i := range 20 {
+		body := fmt.Sprintf(`{"model":"m","prompt":"request %d","max_tokens":3}`, i)
+		resp, err := http.Post("http://"+gw+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "usage") {
+			t.Fatalf("request %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
+	if refused.Load() == 0 {
+		t.Fatal("no request reached the refusing backend: the retry path was not exercised")
+	}
+	eventually(t, "no leases left", func() (bool, string) {
+		for _, b := range currentFleet().pool.Backends() {
+			if b.InFlight() != 0 {
+				return false, fmt.Sprintf("%s has %d in flight", b.Addr, b.InFlight())
+			}
+		}
+		return true, ""
+	})
 }

@@ -57,9 +57,14 @@ func (s *Selection) Provision(ctx caddy.Context) error {
 }
 
 // Select picks the cheapest upstream and leases it for the rest of the request.
+// A request that names a model goes only to backends that serve it (by their
+// /metrics model_name labels), unless none is known to: then to any, since the
+// name may be a LoRA adapter the labels do not list.
 func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
+	work := requestWork(r)
 	cands := make([]*lb.Backend, 0, len(pool))
 	ups := make([]*reverseproxy.Upstream, 0, len(pool))
+	var others []int // available upstreams known not to serve the model
 	for _, u := range pool {
 		if !u.Available() {
 			continue
@@ -70,16 +75,36 @@ func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ ht
 		} else {
 			s.fleet.monitor.Observe(addr)
 		}
+		if work.Model != "" {
+			if serves, known := s.fleet.monitor.Serves(addr, work.Model); known && !serves {
+				others = append(others, len(ups))
+			}
+		}
 		cands = append(cands, s.fleet.pool.Backend(addr))
 		ups = append(ups, u)
 	}
-	work := requestWork(r)
+	if len(others) > 0 && len(others) < len(cands) {
+		cands, ups = without(cands, others), without(ups, others)
+	}
 	i := s.fleet.pool.Pick(cands, work, &s.weights, time.Now())
 	if i < 0 {
 		return nil
 	}
 	holdLease(r, cands[i].Acquire(work))
 	return ups[i]
+}
+
+// without returns xs minus the (ascending) indexes drop.
+func without[T any](xs []T, drop []int) []T {
+	out := make([]T, 0, len(xs)-len(drop))
+	for i, x := range xs {
+		if len(drop) > 0 && drop[0] == i {
+			drop = drop[1:]
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 // workVar is the request variable in which the llm handler leaves what it parsed.

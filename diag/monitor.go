@@ -609,6 +609,22 @@ func sameVerdict(a, b Verdict) bool {
 	return a.State == b.State && slices.Equal(a.Reasons, b.Reasons)
 }
 
+// Serves reports whether a backend serves model, by the model_name labels of its
+// last good scrape; known is false when there is no such scrape yet.
+func (m *Monitor) Serves(addr, model string) (serves, known bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	t, ok := m.backends[addr]
+	if !ok {
+		return false, false
+	}
+	st := t.lastGoodStats()
+	if st == nil || len(st.Stats.Models) == 0 {
+		return false, false
+	}
+	return slices.Contains(st.Stats.Models, model), true
+}
+
 // State returns a backend's health state without copying its view (hot path).
 // Unknown backends are healthy: no news is not bad news.
 func (m *Monitor) State(addr string) HealthState {

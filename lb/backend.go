@@ -79,8 +79,9 @@ func (b *Backend) Stats() Stats {
 
 // Work is what the balancer knows of a request before sending it.
 type Work struct {
-	PromptTokens int64 // estimate; 0 = unknown
-	MaxTokens    int64 // requested output bound; 0 = unknown
+	Model        string // requested model; "" = unknown
+	PromptTokens int64  // estimate; 0 = unknown
+	MaxTokens    int64  // requested output bound; 0 = unknown
 }
 
 // tokens is the KV footprint charged for lag compensation: the rule of
