@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -74,14 +75,24 @@ type result struct {
 	err     error
 }
 
-func (f *simFleet) stream(maxTokens int) result {
+func (f *simFleet) stream(maxTokens int) result { return f.streamNotify(maxTokens, nil) }
+
+// streamNotify streams one completion, telling started which backend serves it
+// as soon as the response headers arrive.
+func (f *simFleet) streamNotify(maxTokens int, started func(backend string)) result {
 	body := fmt.Sprintf(`{"model":"m","prompt":"tell me a story about routers","max_tokens":%d,"ignore_eos":true,"stream":true}`, maxTokens)
 	resp, err := http.Post("http://"+f.gw+"/v1/completions", "application/json", strings.NewReader(body))
 	if err != nil {
+		if started != nil {
+			started("")
+		}
 		return result{err: err}
 	}
 	defer resp.Body.Close()
 	r := result{backend: resp.Header.Get("X-Llmgate-Backend"), status: resp.StatusCode}
+	if started != nil {
+		started(r.backend)
+	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if sc.Text() == "data: [DONE]" {
@@ -144,21 +155,22 @@ func (tl *tally) snapshot() (map[string]int, []result) {
 }
 
 func (f *simFleet) rotation(t *testing.T, addr string) (state string, raw string) {
-	r, _, raw := getReport(t, "http://"+f.gw+"/llm/health")
-	_ = r
-	// The fleet report is a superset of diag.Report; read the rotation directly.
-	i := strings.Index(raw, `"address": "`+addr+`"`)
-	if i < 0 {
-		return "", raw
+	resp, err := http.Get("http://" + f.gw + "/llm/health")
+	if err != nil {
+		return "", err.Error()
 	}
-	rest := raw[i:]
-	j := strings.Index(rest, `"rotation": {`)
-	if j < 0 {
-		return "", raw
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var r fleetReport
+	if err := json.Unmarshal(body, &r); err != nil {
+		return "", fmt.Sprintf("bad JSON %v: %s", err, body)
 	}
-	k := strings.Index(rest[j:], `"state": "`)
-	s := rest[j+k+len(`"state": "`):]
-	return s[:strings.IndexByte(s, '"')], raw
+	for _, b := range r.Backends {
+		if b.Address == addr {
+			return string(b.Rotation.State), string(body)
+		}
+	}
+	return "", string(body)
 }
 
 // TestSlowBackendGetsSmallerShare: under steady load a backend with a 3x slowdown
@@ -232,33 +244,10 @@ func TestKVLeakDrainedAndRestored(t *testing.T) {
 func TestManualDrainLetsStreamsFinish(t *testing.T) {
 	f := startSimFleet(t, 2, nil, "")
 	// A long stream: 2,000 tokens at ~1 ms a step (time scale 0.1) is ~2 s.
-	type streamed struct {
-		r     result
-		start chan string
-	}
-	s := streamed{start: make(chan string, 1)}
+	started := make(chan string, 1)
 	done := make(chan result, 1)
-	go func() {
-		body := `{"model":"m","prompt":"a long story","max_tokens":2000,"ignore_eos":true,"stream":true}`
-		resp, err := http.Post("http://"+f.gw+"/v1/completions", "application/json", strings.NewReader(body))
-		if err != nil {
-			s.start <- ""
-			done <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		r := result{backend: resp.Header.Get("X-Llmgate-Backend"), status: resp.StatusCode}
-		s.start <- r.backend
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if sc.Text() == "data: [DONE]" {
-				r.done = true
-			}
-		}
-		r.err = sc.Err()
-		done <- r
-	}()
-	target := <-s.start
+	go func() { done <- f.streamNotify(2000, func(b string) { started <- b }) }()
+	target := <-started
 	if target == "" {
 		t.Fatal((<-done).err)
 	}
