@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -390,5 +391,56 @@ http://%s {
 			}
 		}
 		return true, ""
+	})
+}
+
+// TestDynamicUpstreamsAreLearned: with dynamic upstreams nothing is known before
+// traffic; the policy tells the fleet about every upstream it sees, which are
+// then scraped like static ones.
+func TestDynamicUpstreamsAreLearned(t *testing.T) {
+	cfg := sim.DefaultConfig()
+	cfg.Model, cfg.TimeScale = "m", 0.1
+	s, err := sim.Start(cfg, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	_, port, _ := net.SplitHostPort(s.Addr())
+	gw := freeAddr(t)
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	llm {
+		scrape_interval 100ms
+	}
+}
+http://%s {
+	llm
+	reverse_proxy {
+		dynamic a {
+			name 127.0.0.1
+			port %s
+		}
+		lb_policy llm
+	}
+	handle /llm/health {
+		llm_health
+	}
+}`, gw, port))
+	if r, _, raw := getReport(t, "http://"+gw+"/llm/health"); r.Summary.Backends != 0 {
+		t.Fatalf("dynamic backends known before any traffic:\n%s", raw)
+	}
+	resp, err := http.Post("http://"+gw+"/v1/completions", "application/json", strings.NewReader(`{"model":"m","prompt":"hi","max_tokens":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	eventually(t, "the dynamic backend scraped", func() (bool, string) {
+		r, _, raw := getReport(t, "http://"+gw+"/llm/health")
+		b, ok := findBackend(r, s.Addr())
+		return ok && !b.Stale && b.KVCacheUsage != nil, raw
 	})
 }
