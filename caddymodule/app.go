@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/llmgate/llmgate/diag"
@@ -304,6 +305,13 @@ func (f *fleet) onSample(addr string, s diag.Sample, r diag.Rates, v diag.Verdic
 		Reasons:  v.Reasons,
 	}, s.At)
 	f.logTransitions(f.pool.Reconcile(time.Now()))
+}
+
+// onForget drops what the gateway kept about a backend that left the fleet:
+// its balancer state (once nothing is in flight) and its metric series.
+func (f *fleet) onForget(addr string) {
+	f.pool.Forget(func(a string) bool { return a != addr })
+	scrapeDuration.DeletePartialMatch(prometheus.Labels{"backend": addr})
 }
 
 // logTransitions logs and counts rotation changes.

@@ -38,6 +38,10 @@ type MonitorConfig struct {
 	OnScrape func(ScrapeEvent)
 	// OnVerdict, if set, is called when a backend's health state changes.
 	OnVerdict func(addr string, from, to Verdict)
+	// OnForget, if set, is called when a backend leaves the fleet (dropped from
+	// the config and no longer named by traffic), so per-backend state elsewhere
+	// (metric series, balancer state) can go too.
+	OnForget func(addr string)
 	// OnSample, if set, is called after every scrape of a backend with what it
 	// found (Stats nil when /metrics failed), the rates and the verdict.
 	OnSample func(addr string, s Sample, r Rates, v Verdict)
@@ -247,7 +251,8 @@ func (m *Monitor) Run(ctx context.Context) {
 			ticker.Reset(interval)
 		}
 		workers := m.cfg.MaxConcurrent
-		m.expireIdleLocked()
+		gone := m.expireIdleLocked()
+		onForget := m.cfg.OnForget
 		var due []*telemetry
 		for _, t := range m.backends {
 			if !t.scraping {
@@ -256,6 +261,7 @@ func (m *Monitor) Run(ctx context.Context) {
 			}
 		}
 		m.mu.Unlock()
+		forget(onForget, gone)
 		rand.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
 		if !pool.dispatch(due, workers) {
 			return
@@ -326,18 +332,33 @@ func (p *scrapePool) close() {
 // expireIdle forgets dynamic backends that traffic has not named for dynamicIdle.
 func (m *Monitor) expireIdle() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.expireIdleLocked()
+	gone := m.expireIdleLocked()
+	onForget := m.cfg.OnForget
+	m.mu.Unlock()
+	forget(onForget, gone)
 }
 
-func (m *Monitor) expireIdleLocked() {
+// forget tells the hook, outside the lock, which backends were dropped.
+func forget(onForget func(addr string), gone []string) {
+	if onForget == nil {
+		return
+	}
+	for _, a := range gone {
+		onForget(a)
+	}
+}
+
+func (m *Monitor) expireIdleLocked() []string {
 	now := m.now()
 	m.sources.expire(now.Add(-dynamicIdle))
+	var gone []string
 	for a, t := range m.backends {
 		if !t.static && now.Sub(t.lastSeen) > dynamicIdle {
 			delete(m.backends, a)
+			gone = append(gone, a)
 		}
 	}
+	return gone
 }
 
 // ScrapeOnce scrapes every known backend once and waits for all of them, with the

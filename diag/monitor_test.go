@@ -219,7 +219,8 @@ func TestMonitorFailingBackendsGoDown(t *testing.T) {
 }
 
 func TestMonitorDynamicAndStaticBackends(t *testing.T) {
-	m, clock := newTestMonitor(MonitorConfig{})
+	var forgotten []string
+	m, clock := newTestMonitor(MonitorConfig{OnForget: func(a string) { forgotten = append(forgotten, a) }})
 	m.SetStatic([]string{"10.0.0.1:8000", "10.0.0.2:8000"})
 	m.Observe("10.0.0.9:8000")
 	if got := len(m.Backends()); got != 3 {
@@ -237,6 +238,9 @@ func TestMonitorDynamicAndStaticBackends(t *testing.T) {
 	}
 	if strings.Join(addrs, ",") != "10.0.0.1:8000,10.0.0.9:8000" {
 		t.Fatalf("backends after expiry: %v", addrs)
+	}
+	if strings.Join(forgotten, ",") != "10.0.0.2:8000" {
+		t.Fatalf("OnForget got %v", forgotten)
 	}
 	if m.State("10.9.9.9:1") != Healthy {
 		t.Fatal("unknown backend should read healthy")
