@@ -100,10 +100,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r.ContentLength = int64(len(body))
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	if req != nil {
-		work := lb.Work{Model: req.Model, PromptTokens: int64(h.fleet.estimator.Estimate(req)), MaxTokens: int64(req.MaxTokens)}
+		promptTokens := h.fleet.estimator.Estimate(req)
+		if re := h.checkModel(req); re != nil {
+			traffic.WriteError(w, re)
+			return nil
+		}
+		work := lb.Work{Model: req.Model, PromptTokens: int64(promptTokens), MaxTokens: int64(req.MaxTokens)}
 		caddyhttp.SetVar(r.Context(), workVar, work)
 	}
 	return next.ServeHTTP(&firstByteWriter{ResponseWriter: w, r: r}, r)
+}
+
+// checkModel refuses a model no backend lists (404) and a request whose prompt
+// estimate plus max_tokens exceeds the model's context (400), from the backends'
+// own /v1/models. While no list has been read it refuses nothing.
+func (h *Handler) checkModel(req *traffic.Request) *traffic.RequestError {
+	if req.Model == "" {
+		return nil
+	}
+	maxLen, listed, anyListed := h.fleet.monitor.ModelInfo(req.Model)
+	if anyListed && !listed {
+		return traffic.ModelNotFound(req.Model)
+	}
+	// A completions batch is checked by its longest prompt: each prompt is a
+	// sequence of its own.
+	return traffic.CheckContext(req, req.EstimatedLongestPrompt, maxLen)
 }
 
 // firstByteWriter reports the response's first body byte to the request's

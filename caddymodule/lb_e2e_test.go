@@ -282,51 +282,51 @@ func TestManualDrainLetsStreamsFinish(t *testing.T) {
 	}
 }
 
-// TestModelAwareRouting: a request naming a model goes only to the backends whose
-// /metrics say they serve it; a name nobody lists (a LoRA adapter, say) may go
-// anywhere.
+// TestModelAwareRouting: a request naming a model goes only to the backends that
+// list it (LoRA adapters included, from /v1/models); a model nobody lists gets a
+// 404 and a prompt beyond the model's context a 400, both from the gateway.
 func TestModelAwareRouting(t *testing.T) {
 	f := startSimFleet(t, 3, func(i int, c *sim.Config) {
 		c.Model = "model-a"
+		c.LoRAs = []string{"sql-lora"}
 		if i == 2 {
-			c.Model = "model-b"
+			c.Model, c.LoRAs = "model-b", nil
 		}
 	}, "")
-	eventually(t, "models scraped", func() (bool, string) {
+	eventually(t, "models read", func() (bool, string) {
 		fl := currentFleet()
 		for _, a := range f.addrs {
 			if _, known := fl.monitor.Serves(a, "model-a"); !known {
-				return false, a + " not scraped yet"
+				return false, a + " not read yet"
 			}
 		}
-		return true, ""
+		_, listed, _ := fl.monitor.ModelInfo("sql-lora")
+		return listed, "sql-lora not listed yet"
 	})
-	send := func(model string) string {
-		body := fmt.Sprintf(`{"model":%q,"prompt":"hi","max_tokens":2}`, model)
+	send := func(model string, maxTokens int) (string, int, string) {
+		body := fmt.Sprintf(`{"model":%q,"prompt":"hi","max_tokens":%d}`, model, maxTokens)
 		resp, err := http.Post("http://"+f.gw+"/v1/completions", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 && model != "adapter-x" {
-			t.Fatalf("%s: status %d", model, resp.StatusCode)
-		}
-		return resp.Header.Get("X-Llmgate-Backend")
+		return resp.Header.Get("X-Llmgate-Backend"), resp.StatusCode, string(b)
 	}
 	for range 12 {
-		if got := send("model-b"); got != f.addrs[2] {
-			t.Fatalf("model-b went to %s, only %s serves it", got, f.addrs[2])
+		if got, code, _ := send("model-b", 2); code != 200 || got != f.addrs[2] {
+			t.Fatalf("model-b: %d from %s, only %s serves it", code, got, f.addrs[2])
 		}
-		if got := send("model-a"); got == f.addrs[2] {
-			t.Fatalf("model-a went to the model-b backend")
+		if got, code, _ := send("sql-lora", 2); code != 200 || got == f.addrs[2] {
+			t.Fatalf("sql-lora: %d from %s, which has no such adapter", code, got)
 		}
 	}
-	seen := map[string]bool{}
-	for range 30 {
-		seen[send("adapter-x")] = true
+	if got, code, body := send("nope", 2); code != 404 || got != "" || !strings.Contains(body, "model_not_found") {
+		t.Fatalf("unknown model: %d from %q: %s", code, got, body)
 	}
-	if len(seen) < 2 {
-		t.Fatalf("an unlisted model should not be pinned: %v", seen)
+	// The sims' max_model_len is 8192.
+	if got, code, body := send("model-a", 9000); code != 400 || got != "" || !strings.Contains(body, "context_length_exceeded") {
+		t.Fatalf("too long: %d from %q: %s", code, got, body)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,6 +51,7 @@ type MonitorConfig struct {
 // Source names accepted in MonitorConfig.Sources.
 const (
 	SourceMetrics = "metrics"
+	SourceModels  = "models" // the backend's own /v1/models
 	SourceDCGM    = "dcgm"
 	SourceNode    = "node"
 	SourceAgent   = "agent"
@@ -76,6 +78,10 @@ const (
 	historyKeep   = 15 * time.Minute
 )
 
+// modelsEvery is how often a backend's /v1/models is re-read: models and adapters
+// change on deploys, not per second.
+const modelsEvery = 30 * time.Second
+
 // dynamicIdle is how long a backend learned from traffic (not from config) is kept
 // after it was last seen.
 const dynamicIdle = 10 * time.Minute
@@ -88,9 +94,12 @@ type Monitor struct {
 	cfg      MonitorConfig
 	backends map[string]*telemetry
 	sources  sourceCache
-	client   *http.Client
-	wake     chan struct{}
-	now      func() time.Time
+	// modelIndex maps every model id any backend lists in /v1/models to the
+	// largest context length listed for it; rebuilt when a list changes.
+	modelIndex atomic.Pointer[map[string]int]
+	client     *http.Client
+	wake       chan struct{}
+	now        func() time.Time
 }
 
 // telemetry is the Monitor's per-backend state.
@@ -108,6 +117,8 @@ type telemetry struct {
 	verdict   Verdict
 	rates     Rates
 	scrapeDur time.Duration
+	models    []ModelCard // from /v1/models; nil until read
+	modelsAt  time.Time   // last attempt to read them
 }
 
 // BackendView is a copy of what the Monitor knows about one backend.
@@ -115,6 +126,7 @@ type BackendView struct {
 	Addr        string            `json:"address"`
 	Static      bool              `json:"static"`
 	Models      []string          `json:"models"`
+	ModelCards  []ModelCard       `json:"model_cards,omitempty"`
 	Stats       *BackendStats     `json:"stats,omitempty"`
 	Rates       Rates             `json:"rates"`
 	GPUs        []GPU             `json:"gpus,omitempty"`
@@ -358,6 +370,9 @@ func (m *Monitor) expireIdleLocked() []string {
 			gone = append(gone, a)
 		}
 	}
+	if len(gone) > 0 {
+		m.reindexModelsLocked()
+	}
 	return gone
 }
 
@@ -402,6 +417,22 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 	if cfg.OnScrape != nil {
 		cfg.OnScrape(ScrapeEvent{Backend: t.addr, Source: SourceMetrics, Duration: time.Since(t0), Err: metricsErr})
 	}
+	var models []ModelCard
+	var modelsErr error
+	m.mu.RLock()
+	modelsDue := started.Sub(t.modelsAt) >= modelsEvery
+	m.mu.RUnlock()
+	if modelsDue && metricsErr == nil {
+		modelsErr = m.fetch(ctx, client, cfg.Timeout, "http://"+t.addr+"/v1/models", func(r io.Reader) error {
+			var err error
+			models, err = ParseModels(r)
+			return err
+		})
+		if modelsErr != nil {
+			sourceErrs = append(sourceErrs, "models: "+modelsErr.Error())
+			failedSources = append(failedSources, SourceModels)
+		}
+	}
 	// Host-level sources, in a fixed order so that DCGM's GPUs win over the
 	// agent's and node_exporter's host over the agent's.
 	for _, source := range []string{SourceDCGM, SourceNode, SourceAgent} {
@@ -436,6 +467,16 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 	}
 	m.mu.Lock()
 	from, v, rates := m.recordLocked(t, s, dur, failedSources, sourceErrs, cfg.Rules)
+	reindex := false
+	if modelsDue && metricsErr == nil {
+		t.modelsAt = started
+		if modelsErr == nil && !slices.Equal(models, t.models) {
+			t.models, reindex = models, true
+		}
+	}
+	if reindex {
+		m.reindexModelsLocked()
+	}
 	m.mu.Unlock()
 	// Hooks run outside the lock, so they may call back into the Monitor.
 	if cfg.OnVerdict != nil && !sameVerdict(from, v) {
@@ -614,6 +655,13 @@ func (m *Monitor) viewLocked(t *telemetry) BackendView {
 		}
 		v.Models = v.Stats.Models
 	}
+	if len(t.models) > 0 {
+		v.Models = make([]string, len(t.models))
+		for i, c := range t.models {
+			v.Models[i] = c.ID
+		}
+		v.ModelCards = t.models
+	}
 	if t.lastGood.IsZero() {
 		v.Stale = true
 	} else {
@@ -630,8 +678,9 @@ func sameVerdict(a, b Verdict) bool {
 	return a.State == b.State && slices.Equal(a.Reasons, b.Reasons)
 }
 
-// Serves reports whether a backend serves model, by the model_name labels of its
-// last good scrape; known is false when there is no such scrape yet.
+// Serves reports whether a backend serves model: by its /v1/models (adapters
+// included) when read, else by the model_name labels of its last good scrape;
+// known is false when there is neither yet.
 func (m *Monitor) Serves(addr, model string) (serves, known bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -639,11 +688,37 @@ func (m *Monitor) Serves(addr, model string) (serves, known bool) {
 	if !ok {
 		return false, false
 	}
+	if len(t.models) > 0 {
+		return slices.ContainsFunc(t.models, func(c ModelCard) bool { return c.ID == model }), true
+	}
 	st := t.lastGoodStats()
 	if st == nil || len(st.Stats.Models) == 0 {
 		return false, false
 	}
 	return slices.Contains(st.Stats.Models, model), true
+}
+
+// ModelInfo says whether any backend lists model in /v1/models and the largest
+// context length listed for it; anyListed is false while no backend's list has
+// been read (then nothing can be refused for its model). Lock-free: it is on the
+// request path.
+func (m *Monitor) ModelInfo(model string) (maxModelLen int, listed, anyListed bool) {
+	idx := m.modelIndex.Load()
+	if idx == nil || len(*idx) == 0 {
+		return 0, false, false
+	}
+	maxModelLen, listed = (*idx)[model]
+	return maxModelLen, listed, true
+}
+
+func (m *Monitor) reindexModelsLocked() {
+	idx := map[string]int{}
+	for _, t := range m.backends {
+		for _, c := range t.models {
+			idx[c.ID] = max(idx[c.ID], c.MaxModelLen)
+		}
+	}
+	m.modelIndex.Store(&idx)
 }
 
 // State returns a backend's health state without copying its view (hot path).

@@ -22,16 +22,18 @@ type Summary struct {
 
 // BackendReport is one backend as operators see it.
 type BackendReport struct {
-	Address        string   `json:"address"`
-	Models         []string `json:"models"`
-	Engine         Engine   `json:"engine,omitempty"`
-	State          string   `json:"state"`
-	Reasons        []string `json:"reasons"`
-	Stale          bool     `json:"stale"`
-	KVCacheUsage   *float64 `json:"kv_cache_usage"`
-	CapacityTokens int64    `json:"capacity_tokens,omitempty"`
-	Running        *float64 `json:"running"`
-	Waiting        *float64 `json:"waiting"`
+	Address string   `json:"address"`
+	Models  []string `json:"models"`
+	// ModelCards are the backend's /v1/models entries with context lengths.
+	ModelCards     []ModelCard `json:"model_cards,omitempty"`
+	Engine         Engine      `json:"engine,omitempty"`
+	State          string      `json:"state"`
+	Reasons        []string    `json:"reasons"`
+	Stale          bool        `json:"stale"`
+	KVCacheUsage   *float64    `json:"kv_cache_usage"`
+	CapacityTokens int64       `json:"capacity_tokens,omitempty"`
+	Running        *float64    `json:"running"`
+	Waiting        *float64    `json:"waiting"`
 
 	PreemptionsPerSecond      *float64 `json:"preemptions_per_second"`
 	GenerationTokensPerSecond *float64 `json:"generation_tokens_per_second"`
@@ -54,6 +56,7 @@ func NewReport(views []BackendView, now time.Time) Report {
 		b := BackendReport{
 			Address:             v.Addr,
 			Models:              v.Models,
+			ModelCards:          v.ModelCards,
 			State:               string(v.Verdict.State),
 			Reasons:             v.Verdict.Reasons,
 			Stale:               v.Stale,
