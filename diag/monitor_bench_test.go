@@ -26,8 +26,12 @@ func servePages() {
 		os.Exit(2)
 	}
 	page := []byte(v1Page(1, "meta-llama/Llama-3.1-8B-Instruct", true))
+	length := strconv.Itoa(len(page))
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// As vLLM's prometheus_client does: the whole page with its length,
+		// not chunked.
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Header().Set("Content-Length", length)
 		w.Write(page)
 	})
 	out := bufio.NewWriter(os.Stdout)
