@@ -14,6 +14,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/limiter"
 	"github.com/llmgate/llmgate/traffic"
 )
 
@@ -33,8 +34,11 @@ type Handler struct {
 	// MaxBody is the largest request body accepted (default 8 MiB); larger
 	// requests get 413.
 	MaxBody int64 `json:"max_body,omitempty"`
+	// Limit, if set, limits requests, tokens and concurrency per client key.
+	Limit *LimitConfig `json:"limit,omitempty"`
 
-	fleet *fleet
+	fleet   *fleet
+	limiter *limiter.Limiter
 }
 
 // DefaultMaxBody bounds request bodies when max_body is not set.
@@ -57,6 +61,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.fleet = app.(*App).fleet
 	if h.MaxBody == 0 {
 		h.MaxBody = DefaultMaxBody
+	}
+	if h.Limit != nil {
+		h.limiter = h.Limit.limiter()
 	}
 	return nil
 }
@@ -107,6 +114,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		work := lb.Work{Model: req.Model, PromptTokens: int64(promptTokens), MaxTokens: int64(req.MaxTokens)}
 		caddyhttp.SetVar(r.Context(), workVar, work)
+		if h.limiter != nil {
+			maxLen, _, _ := h.fleet.monitor.ModelInfo(req.Model)
+			ticket, ok := h.admit(w, r, int64(promptTokens)+req.MaxOutputTokens(req.EstimatedLongestPrompt, maxLen))
+			if !ok {
+				return nil
+			}
+			// Until responses are observed (#6) the reservation is the charge.
+			defer ticket.Settle(limiter.Unknown)
+		}
 	}
 	return next.ServeHTTP(&firstByteWriter{ResponseWriter: w, r: r}, r)
 }
@@ -159,6 +175,11 @@ func (fw *firstByteWriter) Unwrap() http.ResponseWriter { return fw.ResponseWrit
 //
 //	llm {
 //		max_body 8MiB
+//		limit {http.request.header.Authorization} {
+//			requests 600/m burst 60
+//			tokens 400k/m
+//			concurrent 16
+//		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -167,6 +188,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		switch d.Val() {
+		case "limit":
+			lim, err := parseLimit(d)
+			if err != nil {
+				return err
+			}
+			h.Limit = lim
 		case "max_body":
 			if !d.NextArg() {
 				return d.ArgErr()

@@ -1,0 +1,104 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/llmgate/llmgate/sim"
+)
+
+func TestLimitPerKey(t *testing.T) {
+	cfg := sim.DefaultConfig()
+	cfg.Model, cfg.TimeScale = "m", 0.1
+	s, err := sim.Start(cfg, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	gw := freeAddr(t)
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+}
+http://%s {
+	llm {
+		limit {http.request.header.Authorization} {
+			requests 3/m burst 3
+			tokens 100k/m
+		}
+	}
+	reverse_proxy %s {
+		lb_policy llm
+	}
+}`, gw, s.Addr()))
+	send := func(key string) *http.Response {
+		req, _ := http.NewRequest("POST", "http://"+gw+"/v1/completions",
+			strings.NewReader(`{"model":"m","prompt":"hi","max_tokens":4}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for i := range 3 {
+		resp := send("Bearer alice")
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+		if got := resp.Header.Get("x-ratelimit-remaining-requests"); got != fmt.Sprint(2-i) {
+			t.Fatalf("request %d: x-ratelimit-remaining-requests %q", i, got)
+		}
+		if resp.Header.Get("x-ratelimit-limit-tokens") != "100000" {
+			t.Fatalf("token headers: %v", resp.Header)
+		}
+	}
+	resp := send("Bearer alice")
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("4th request: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// Another key has its own bucket.
+	if resp := send("Bearer bob"); resp.StatusCode != 200 {
+		t.Fatalf("bob: %d", resp.StatusCode)
+	}
+}
+
+func TestLimitCaddyfile(t *testing.T) {
+	gwCfg := `llm {
+		limit {http.request.header.Authorization} {
+			requests 10/s
+			concurrent 2
+			tokens 5k/s burst 6k
+			max_keys 1000
+		}
+	}`
+	h := new(Handler)
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(gwCfg)); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(h.Limit)
+	for _, want := range []string{`"RequestsPerPeriod":10`, `"TokenBurst":6000`, `"MaxConcurrent":2`, `"Period":1000000000`, `"max_keys":1000`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("limit config %s lacks %s", b, want)
+		}
+	}
+	for _, bad := range []string{
+		"llm {\n limit\n}",
+		`llm { limit {k} { requests 10/s tokens 1k/m } }`,
+		`llm { limit {k} { requests 10/day } }`,
+		`llm { limit {k} { requests ten/s } }`,
+	} {
+		if err := new(Handler).UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
