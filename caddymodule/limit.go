@@ -22,9 +22,13 @@ type LimitConfig struct {
 	// Key is the placeholder that names the client, e.g.
 	// {http.request.header.Authorization}. It is hashed before it is used; an
 	// empty expansion is one shared "anonymous" key.
-	Key     string         `json:"key"`
-	Limits  limiter.Limits `json:"limits"`
-	MaxKeys int            `json:"max_keys,omitempty"`
+	Key    string         `json:"key"`
+	Limits limiter.Limits `json:"limits"`
+	// Tiers override Limits for some keys, given raw as they arrive (hashed
+	// at load); Global limits all keys together. JSON config only for now.
+	Tiers   map[string]limiter.Limits `json:"tiers,omitempty"`
+	Global  limiter.Limits            `json:"global,omitzero"`
+	MaxKeys int                       `json:"max_keys,omitempty"`
 }
 
 // limiters keeps one Limiter per distinct limit config for the life of the
@@ -36,7 +40,9 @@ func (c *LimitConfig) limiter() *limiter.Limiter {
 	if l, ok := limiters.Load(string(id)); ok {
 		return l.(*limiter.Limiter)
 	}
-	l, _ := limiters.LoadOrStore(string(id), limiter.New(limiter.Config{Default: c.Limits, MaxKeys: c.MaxKeys}))
+	l, _ := limiters.LoadOrStore(string(id), limiter.New(limiter.Config{
+		Default: c.Limits, Tiers: c.Tiers, Global: c.Global, MaxKeys: c.MaxKeys,
+	}))
 	return l.(*limiter.Limiter)
 }
 
