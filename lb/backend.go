@@ -70,13 +70,6 @@ func (b *Backend) UpdateStats(s Stats) {
 	b.epoch.Add(1)
 }
 
-// Stats returns the last scrape's numbers.
-func (b *Backend) Stats() Stats {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.stats
-}
-
 // Work is what the balancer knows of a request before sending it.
 type Work struct {
 	Model        string // requested model; "" = unknown

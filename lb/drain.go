@@ -104,18 +104,6 @@ func (r *rotation) rampAt(now time.Time) float64 {
 	return max(minRamp, f)
 }
 
-func (b *Backend) takesTraffic() bool {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.state.State == Active
-}
-
-func (b *Backend) isDown() bool {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.state.health.Down
-}
-
 // Rotation is a copy of a backend's rotation state for display.
 type Rotation struct {
 	State   State     `json:"state"`

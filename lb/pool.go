@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,9 +15,8 @@ type Pool struct {
 	backends map[string]*Backend
 	drain    DrainConfig
 
-	speedMu       sync.Mutex
-	medianSpeed   float64
-	speedComputed time.Time
+	speedMu sync.Mutex // one refresh of median at a time
+	median  atomic.Pointer[cachedMedian]
 }
 
 // NewPool returns an empty Pool.
@@ -92,14 +92,23 @@ func (p *Pool) UpdateStats(addr string, s Stats) {
 const speedRefresh = 250 * time.Millisecond
 
 // MedianSpeed is the median per-sequence generation speed over backends that
-// have one, recomputed at most every speedRefresh.
+// have one, recomputed at most every speedRefresh. Picks read the cached value
+// without locking; one of them refreshes it when it is old, the others go on
+// with the old value rather than wait.
 func (p *Pool) MedianSpeed(now time.Time) float64 {
-	p.speedMu.Lock()
-	defer p.speedMu.Unlock()
-	if now.Sub(p.speedComputed) < speedRefresh {
-		return p.medianSpeed
+	if c := p.median.Load(); c != nil && now.Sub(c.at) < speedRefresh {
+		return c.value
 	}
-	p.speedComputed = now
+	if !p.speedMu.TryLock() {
+		if c := p.median.Load(); c != nil {
+			return c.value
+		}
+		p.speedMu.Lock()
+	}
+	defer p.speedMu.Unlock()
+	if c := p.median.Load(); c != nil && now.Sub(c.at) < speedRefresh {
+		return c.value
+	}
 	p.mu.RLock()
 	speeds := make([]float64, 0, len(p.backends))
 	for _, b := range p.backends {
@@ -110,15 +119,21 @@ func (p *Pool) MedianSpeed(now time.Time) float64 {
 		b.mu.RUnlock()
 	}
 	p.mu.RUnlock()
-	p.medianSpeed = 0
+	var median float64
 	if n := len(speeds); n > 0 {
 		slices.Sort(speeds)
-		p.medianSpeed = speeds[n/2]
+		median = speeds[n/2]
 		if n%2 == 0 {
-			p.medianSpeed = (speeds[n/2-1] + speeds[n/2]) / 2
+			median = (speeds[n/2-1] + speeds[n/2]) / 2
 		}
 	}
-	return p.medianSpeed
+	p.median.Store(&cachedMedian{value: median, at: now})
+	return median
+}
+
+type cachedMedian struct {
+	value float64
+	at    time.Time
 }
 
 // P2CThreshold is the pool size from which Pick samples two random candidates
@@ -126,9 +141,10 @@ func (p *Pool) MedianSpeed(now time.Time) float64 {
 const P2CThreshold = 64
 
 // Pick returns the index of the candidate with the lowest cost for work, or -1
-// when none can take traffic. Backends out of rotation (draining, drained) never get new
-// requests; down ones only when every candidate is down; saturated ones only when
-// every remaining one is saturated. Ties are broken at random.
+// when none can take traffic. Backends out of rotation (draining, drained) never
+// get new requests; saturated ones only when no unsaturated one is up; down
+// ones only when every candidate in rotation is down. Ties are broken
+// at random.
 func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int {
 	median := p.MedianSpeed(now)
 	if len(cands) >= P2CThreshold {
@@ -136,33 +152,43 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int 
 			return i
 		}
 	}
-	best, bestSat := -1, -1
-	var bestCost, bestSatCost float64
-	var ties, satTies int
-	anyUp := false
-	for _, b := range cands {
-		if !b.takesTraffic() {
-			continue
-		}
-		if !b.isDown() {
-			anyUp = true
-		}
+	// One pass, one snapshot per candidate; the best of each class is kept and
+	// the first non-empty class wins.
+	const (
+		upFree = iota
+		upSaturated
+		down
+	)
+	var best [3]struct {
+		i    int
+		cost float64
+		ties int
+	}
+	for k := range best {
+		best[k].i = -1
 	}
 	for i, b := range cands {
-		if !b.takesTraffic() || (anyUp && b.isDown()) {
+		sn := b.snapshot(now)
+		if !sn.active {
 			continue
 		}
-		s := b.score(work, w, median, now)
-		if s.saturated {
-			bestSat, bestSatCost, satTies = better(bestSat, bestSatCost, satTies, i, s.cost)
-			continue
+		s := b.score(&sn, work, w, median, now)
+		class := upFree
+		switch {
+		case sn.down:
+			class = down
+		case s.saturated:
+			class = upSaturated
 		}
-		best, bestCost, ties = better(best, bestCost, ties, i, s.cost)
+		c := &best[class]
+		c.i, c.cost, c.ties = better(c.i, c.cost, c.ties, i, s.cost)
 	}
-	if best >= 0 {
-		return best
+	for _, c := range best {
+		if c.i >= 0 {
+			return c.i
+		}
 	}
-	return bestSat
+	return -1
 }
 
 // better keeps the lower-cost backend; among equal costs each has the same chance
@@ -189,11 +215,14 @@ func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, median float64, 
 	n := 0
 	for try := 0; try < 8 && n < 2; try++ {
 		i := rand.IntN(len(cands))
-		b := cands[i]
-		if !b.takesTraffic() || b.isDown() || (n == 1 && i == picked[0]) {
+		if n == 1 && i == picked[0] {
 			continue
 		}
-		s := b.score(work, w, median, now)
+		sn := cands[i].snapshot(now)
+		if !sn.active || sn.down {
+			continue
+		}
+		s := cands[i].score(&sn, work, w, median, now)
 		if s.saturated {
 			continue
 		}

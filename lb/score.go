@@ -129,19 +129,36 @@ func speedFactor(speed, median float64, w *Weights) float64 {
 	return math.Pow(rel, w.SpeedWeight)
 }
 
-// score computes b's cost for work. Stats older than StaleAfter are not used: a
-// backend we know nothing fresh about is scored on its load alone.
-func (b *Backend) score(work Work, w *Weights, medianSpeed float64, now time.Time) score {
-	cost := b.load(w) + requestWeight(work, w)
+// snapshot is what one pick needs of a backend, read under one lock.
+type snapshot struct {
+	active bool // in rotation
+	down   bool
+	stats  Stats
+	speed  float64
+	ramp   float64
+}
+
+func (b *Backend) snapshot(now time.Time) snapshot {
 	b.mu.RLock()
-	st := b.stats
-	speed := b.speed
-	ramp := b.state.rampAt(now)
-	b.mu.RUnlock()
+	defer b.mu.RUnlock()
+	return snapshot{
+		active: b.state.State == Active,
+		down:   b.state.health.Down,
+		stats:  b.stats,
+		speed:  b.speed,
+		ramp:   b.state.rampAt(now),
+	}
+}
+
+// score computes b's cost for work from its snapshot. Stats older than
+// StaleAfter are not used: a backend we know nothing fresh about is scored on its
+// load alone.
+func (b *Backend) score(sn *snapshot, work Work, w *Weights, medianSpeed float64, now time.Time) score {
+	cost := b.load(w) + requestWeight(work, w)
 	var saturated bool
-	if !st.At.IsZero() && now.Sub(st.At) <= w.StaleAfter {
+	if st := &sn.stats; !st.At.IsZero() && now.Sub(st.At) <= w.StaleAfter {
 		if st.HasKV {
-			kv := b.estimatedKV(&st)
+			kv := b.estimatedKV(st)
 			saturated = kv >= w.SaturatedKV
 			cost *= kvFactor(kv, w)
 		}
@@ -150,7 +167,7 @@ func (b *Backend) score(work Work, w *Weights, medianSpeed float64, now time.Tim
 		}
 		saturated = saturated || st.Waiting >= w.SaturatedWaiting
 		cost *= queueFactor(st.Waiting, st.Running, w)
-		cost /= speedFactor(speed, medianSpeed, w)
+		cost /= speedFactor(sn.speed, medianSpeed, w)
 	}
-	return score{cost: cost / ramp, saturated: saturated}
+	return score{cost: cost / sn.ramp, saturated: saturated}
 }
