@@ -108,15 +108,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	if req != nil {
 		promptTokens := h.fleet.estimator.Estimate(req)
-		if re := h.checkModel(req); re != nil {
+		maxModelLen, re := h.checkModel(req)
+		if re != nil {
 			traffic.WriteError(w, re)
 			return nil
 		}
 		work := lb.Work{Model: req.Model, PromptTokens: int64(promptTokens), MaxTokens: int64(req.MaxTokens)}
 		caddyhttp.SetVar(r.Context(), workVar, work)
 		if h.limiter != nil {
-			maxLen, _, _ := h.fleet.monitor.ModelInfo(req.Model)
-			ticket, ok := h.admit(w, r, int64(promptTokens)+req.MaxOutputTokens(req.EstimatedLongestPrompt, maxLen))
+			ticket, ok := h.admit(w, r, int64(promptTokens)+req.MaxOutputTokens(req.EstimatedLongestPrompt, maxModelLen))
 			if !ok {
 				return nil
 			}
@@ -129,18 +129,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // checkModel refuses a model no backend lists (404) and a request whose prompt
 // estimate plus max_tokens exceeds the model's context (400), from the backends'
-// own /v1/models. While no list has been read it refuses nothing.
-func (h *Handler) checkModel(req *traffic.Request) *traffic.RequestError {
+// own /v1/models. While no list has been read it refuses nothing. It returns the
+// model's context length (0 when unknown) for the token reservation.
+func (h *Handler) checkModel(req *traffic.Request) (int, *traffic.RequestError) {
 	if req.Model == "" {
-		return nil
+		return 0, nil
 	}
 	maxLen, listed, anyListed := h.fleet.monitor.ModelInfo(req.Model)
 	if anyListed && !listed {
-		return traffic.ModelNotFound(req.Model)
+		return 0, traffic.ModelNotFound(req.Model)
 	}
 	// A completions batch is checked by its longest prompt: each prompt is a
 	// sequence of its own.
-	return traffic.CheckContext(req, req.EstimatedLongestPrompt, maxLen)
+	return maxLen, traffic.CheckContext(req, req.EstimatedLongestPrompt, maxLen)
 }
 
 // firstByteWriter reports the response's first body byte to the request's

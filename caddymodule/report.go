@@ -17,9 +17,12 @@ type fleetReport struct {
 
 type fleetSummary struct {
 	diag.Summary
-	Active   int `json:"active"`
-	Draining int `json:"draining"`
-	Drained  int `json:"drained"`
+	// CanServe is what an outer load balancer asks: is any backend in rotation
+	// and not down? (Degraded ones still serve until they are drained.)
+	CanServe bool `json:"can_serve"`
+	Active   int  `json:"active"`
+	Draining int  `json:"draining"`
+	Drained  int  `json:"drained"`
 }
 
 type backendReport struct {
@@ -31,8 +34,6 @@ type backendReport struct {
 func buildReport(f *fleet, now time.Time) fleetReport {
 	base := diag.NewReport(f.monitor.Backends(), now)
 	r := fleetReport{GeneratedAt: now, Summary: fleetSummary{Summary: base.Summary}, Backends: make([]backendReport, 0, len(base.Backends))}
-	// Only a backend in rotation and not down can take traffic.
-	r.Summary.CanServe = false
 	for _, b := range base.Backends {
 		br := backendReport{BackendReport: b, Rotation: lb.Rotation{State: lb.Active, Weight: 1}}
 		if lbb, ok := f.pool.Lookup(b.Address); ok {

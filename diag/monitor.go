@@ -104,21 +104,20 @@ type Monitor struct {
 
 // telemetry is the Monitor's per-backend state.
 type telemetry struct {
-	addr      string
-	static    bool
-	lastSeen  time.Time // dynamic backends: last time traffic named it
-	scraping  bool
-	history   []Sample
-	last      Sample // latest sample, good or failed, with full stats
-	lastGood  time.Time
-	lastErr   string
-	failures  int // consecutive failed scrapes
-	errors    map[string]uint64
-	verdict   Verdict
-	rates     Rates
-	scrapeDur time.Duration
-	models    []ModelCard // from /v1/models; nil until read
-	modelsAt  time.Time   // last attempt to read them
+	addr     string
+	static   bool
+	lastSeen time.Time // dynamic backends: last time traffic named it
+	scraping bool
+	history  []Sample
+	last     Sample // latest sample, good or failed, with full stats
+	lastGood time.Time
+	lastErr  string
+	failures int // consecutive failed scrapes
+	errors   map[string]uint64
+	verdict  Verdict
+	rates    Rates
+	models   []ModelCard // from /v1/models; nil until read
+	modelsAt time.Time   // last attempt to read them
 }
 
 // BackendView is a copy of what the Monitor knows about one backend.
@@ -458,7 +457,6 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 			s.Host = host
 		}
 	}
-	dur := m.now().Sub(started)
 
 	if metricsErr == nil {
 		s.Stats = stats
@@ -466,7 +464,7 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 		s.ScrapeErr = "metrics: " + metricsErr.Error()
 	}
 	m.mu.Lock()
-	from, v, rates := m.recordLocked(t, s, dur, failedSources, sourceErrs, cfg.Rules)
+	from, v, rates := m.recordLocked(t, s, failedSources, sourceErrs, cfg.Rules)
 	reindex := false
 	if modelsDue && metricsErr == nil {
 		t.modelsAt = started
@@ -489,9 +487,8 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 
 // recordLocked stores one scrape's outcome and re-evaluates the health rules. It
 // returns the verdict before and after, and the rates (zero when /metrics failed).
-func (m *Monitor) recordLocked(t *telemetry, s Sample, dur time.Duration, failedSources, sourceErrs []string,
+func (m *Monitor) recordLocked(t *telemetry, s Sample, failedSources, sourceErrs []string,
 	rules Rules) (from, to Verdict, rates Rates) {
-	t.scrapeDur = dur
 	for _, source := range failedSources {
 		t.errors[source]++
 	}

@@ -12,12 +12,11 @@ type Report struct {
 
 // Summary counts backends by state.
 type Summary struct {
-	Backends int  `json:"backends"`
-	Healthy  int  `json:"healthy"`
-	Degraded int  `json:"degraded"`
-	Down     int  `json:"down"`
-	Stale    int  `json:"stale"`
-	CanServe bool `json:"can_serve"`
+	Backends int `json:"backends"`
+	Healthy  int `json:"healthy"`
+	Degraded int `json:"degraded"`
+	Down     int `json:"down"`
+	Stale    int `json:"stale"`
 }
 
 // BackendReport is one backend as operators see it.
@@ -99,11 +98,6 @@ func NewReport(views []BackendView, now time.Time) Report {
 		}
 		if v.Stale {
 			r.Summary.Stale++
-		}
-		// A degraded backend still takes traffic until it is drained; only down
-		// ones cannot.
-		if v.Verdict.State != Down {
-			r.Summary.CanServe = true
 		}
 		r.Backends = append(r.Backends, b)
 	}
