@@ -34,6 +34,23 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// startSim starts a sim serving model "m" ten times faster than real time until
+// the test ends; tweak, if set, adjusts its config first.
+func startSim(t *testing.T, tweak func(*sim.Config)) *sim.Instance {
+	t.Helper()
+	cfg := sim.DefaultConfig()
+	cfg.Model, cfg.TimeScale = "m", 0.1
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	inst, err := sim.Start(cfg, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inst.Close() })
+	return inst
+}
+
 // loadCaddyfile adapts and runs a Caddyfile in this process until the test ends.
 func loadCaddyfile(t *testing.T, caddyfile string) {
 	t.Helper()
@@ -154,15 +171,7 @@ func TestFleetHealthEndToEnd(t *testing.T) {
 	var sims [3]*sim.Instance
 	var addrs []string
 	for i := range sims {
-		cfg := sim.DefaultConfig()
-		cfg.Model = "m"
-		cfg.TimeScale = 0.05
-		cfg.Seed = uint64(i + 1)
-		inst, err := sim.Start(cfg, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { inst.Close() })
+		inst := startSim(t, func(c *sim.Config) { c.TimeScale, c.Seed = 0.05, uint64(i+1) })
 		sims[i] = inst
 		addrs = append(addrs, inst.Addr())
 	}

@@ -30,18 +30,12 @@ func startSimFleet(t *testing.T, n int, tweak func(i int, c *sim.Config), llmOpt
 	t.Helper()
 	f := &simFleet{}
 	for i := range n {
-		cfg := sim.DefaultConfig()
-		cfg.Model = "m"
-		cfg.TimeScale = 0.1
-		cfg.Seed = uint64(i + 1)
-		if tweak != nil {
-			tweak(i, &cfg)
-		}
-		inst, err := sim.Start(cfg, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { inst.Close() })
+		inst := startSim(t, func(c *sim.Config) {
+			c.Seed = uint64(i + 1)
+			if tweak != nil {
+				tweak(i, c)
+			}
+		})
 		f.sims = append(f.sims, inst)
 		f.addrs = append(f.addrs, inst.Addr())
 	}
@@ -345,13 +339,7 @@ func TestRetryReleasesLease(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(refusing.Close)
-	cfg := sim.DefaultConfig()
-	cfg.Model, cfg.TimeScale = "m", 0.1
-	ok, err := sim.Start(cfg, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ok.Close() })
+	ok := startSim(t, nil)
 	gw := freeAddr(t)
 	refusingAddr := strings.TrimPrefix(refusing.URL, "http://")
 	loadCaddyfile(t, fmt.Sprintf(`{
@@ -398,13 +386,7 @@ http://%s {
 // traffic; the policy tells the fleet about every upstream it sees, which are
 // then scraped like static ones.
 func TestDynamicUpstreamsAreLearned(t *testing.T) {
-	cfg := sim.DefaultConfig()
-	cfg.Model, cfg.TimeScale = "m", 0.1
-	s, err := sim.Start(cfg, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := startSim(t, nil)
 	_, port, _ := net.SplitHostPort(s.Addr())
 	gw := freeAddr(t)
 	loadCaddyfile(t, fmt.Sprintf(`{

@@ -9,18 +9,10 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-
-	"github.com/llmgate/llmgate/sim"
 )
 
 func TestLimitPerKey(t *testing.T) {
-	cfg := sim.DefaultConfig()
-	cfg.Model, cfg.TimeScale = "m", 0.1
-	s, err := sim.Start(cfg, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := startSim(t, nil)
 	gw := freeAddr(t)
 	loadCaddyfile(t, fmt.Sprintf(`{
 	admin off
