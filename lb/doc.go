@@ -21,8 +21,9 @@
 // about one token of the step's budget and a sliver of step time, while 32 queued
 // prompt tokens are ~2 ms of prefill for an 8B model on an H100: a new request
 // should rather join a big batch than queue behind a long prompt. Measured with
-// bench-routing (one of four backends 3x slow, 36 req/s, 45-60 s per policy),
-// TTFT p99 against least_conn: -20% at 512, -48% to -55% at 64, -63% at 32.
+// bench-routing (one of four backends 3x slow, 36 req/s), TTFT p99 against
+// least_conn: -20% at 512 (60 s run), -48% and -55% at 64 (60 s, 30 s), -54%
+// and -63% at 32 (60 s, 45 s).
 //
 // # Cost
 //
