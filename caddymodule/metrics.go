@@ -36,6 +36,13 @@ var (
 	descRotation = prometheus.NewDesc("llmgate_backend_rotation",
 		"1 for the backend's rotation state (active, draining, drained), 0 for the others.", []string{"backend", "state"}, nil)
 
+	descShiftRatio = prometheus.NewDesc("llmgate_prompt_tokens_shift_ratio",
+		"The last 5 minutes' p90 prompt length over the last hour's, per model.", []string{"model"}, nil)
+	descShiftActive = prometheus.NewDesc("llmgate_prompt_tokens_shift_active",
+		"1 while the model's prompt-length shift counts as a surge.", []string{"model"}, nil)
+	descTTFTShiftRatio = prometheus.NewDesc("llmgate_ttft_shift_ratio",
+		"The last 5 minutes' p90 TTFT over the last hour's, per model.", []string{"model"}, nil)
+
 	drainsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_backend_drains_total",
 		Help: "Backends taken out of rotation, by reason kind (manual, preemption_storm, pcie_downgraded, ...).",
@@ -55,7 +62,8 @@ type fleetCollector struct{}
 
 func (fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKVUsage, descRunning, descWaiting, descPreemptions,
-		descGenTokens, descState, descStale, descScrapeErrors, descInFlight, descRotation} {
+		descGenTokens, descState, descStale, descScrapeErrors, descInFlight, descRotation,
+		descShiftRatio, descShiftActive, descTTFTShiftRatio} {
 		ch <- d
 	}
 }
@@ -116,11 +124,16 @@ func observeScrape(e diag.ScrapeEvent) {
 	scrapeDuration.WithLabelValues(e.Backend, e.Source).Observe(e.Duration.Seconds())
 }
 
+// collectors are every collector llmgate exports.
+func collectors() []prometheus.Collector {
+	return append([]prometheus.Collector{fleetCollector{}, scrapeDuration, drainsTotal}, requestCollectors()...)
+}
+
 // registerCollectors adds llmgate's collectors to a config's registry. Each config
 // load has a fresh registry and several modules may call this for the same one, so
 // "already registered" is success.
 func registerCollectors(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{fleetCollector{}, scrapeDuration, drainsTotal} {
+	for _, c := range collectors() {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
