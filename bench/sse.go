@@ -7,9 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unsafe"
 
-	"github.com/tidwall/gjson"
+	"github.com/llmgate/llmgate/traffic"
 )
 
 // streamObs is what one SSE response showed. It is reused across requests
@@ -47,10 +46,7 @@ func (o *streamObs) outputTokens() int {
 	return o.events
 }
 
-var (
-	dataField = []byte("data:")
-	doneData  = []byte("[DONE]")
-)
+var dataField = []byte("data:")
 
 // readSSE reads an SSE body line by line until it ends, calling o.event for
 // each event, and returns the read error (nil at a clean EOF). Lines are
@@ -113,50 +109,30 @@ func (o *streamObs) dispatch(now time.Time) {
 	o.data = o.data[:0]
 }
 
-// event interprets one event's data. gjson reads it through a string that
-// aliases the buffer (no copy): results are used before the buffer is
-// reused and never kept, and the one string kept (an error message) is
-// copied.
+// event applies one event's data; the one string kept (an error message) is
+// copied, since the data buffer is reused.
 func (o *streamObs) event(data []byte, now time.Time) {
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 || o.done {
+	if o.done {
 		return
 	}
-	if bytes.Equal(data, doneData) {
+	ev := traffic.ParseStreamEvent(data)
+	if ev.Done {
 		o.done, o.doneAt = true, now
 		return
 	}
-	s := unsafe.String(unsafe.SliceData(data), len(data))
-	if ch := gjson.Get(s, "choices.0"); ch.Exists() {
-		if isContent(ch) {
-			o.content(now)
-		}
-	} else if e := gjson.Get(s, "error"); e.Exists() && e.Type != gjson.Null {
-		o.midStreamError(e)
-	} else if gjson.Get(s, "object").Str == "error" {
-		o.midStreamError(gjson.Parse(s))
+	if ev.Content {
+		o.content(now)
 	}
-	if u := gjson.Get(s, "usage"); u.IsObject() {
-		if c := u.Get("completion_tokens"); c.Exists() {
-			o.usageOut = int(c.Int())
-		}
-		if p := u.Get("prompt_tokens"); p.Exists() {
-			o.usagePrompt = int(p.Int())
-		}
+	if ev.Error && !o.errEvent {
+		o.errEvent = true
+		o.errMsg = strings.Clone(truncate(ev.ErrorMessage, maxErrSample))
 	}
-}
-
-// isContent tells a chunk that carries generated output from the ones that
-// do not: the role-only first chat chunk ("content":""), a final chunk with
-// only a finish_reason. Reasoning models stream their thoughts in
-// reasoning_content before any content; those are output tokens too.
-func isContent(choice gjson.Result) bool {
-	if d := choice.Get("delta"); d.Exists() {
-		return d.Get("content").Str != "" ||
-			d.Get("reasoning_content").Str != "" ||
-			d.Get("tool_calls").IsArray()
+	if ev.CompletionTokens >= 0 {
+		o.usageOut = ev.CompletionTokens
 	}
-	return choice.Get("text").Str != ""
+	if ev.PromptTokens >= 0 {
+		o.usagePrompt = ev.PromptTokens
+	}
 }
 
 func (o *streamObs) content(now time.Time) {
@@ -167,18 +143,6 @@ func (o *streamObs) content(now time.Time) {
 	}
 	o.last = now
 	o.events++
-}
-
-func (o *streamObs) midStreamError(e gjson.Result) {
-	if o.errEvent {
-		return
-	}
-	o.errEvent = true
-	msg := e.Get("message").Str
-	if msg == "" && e.Type == gjson.String {
-		msg = e.Str
-	}
-	o.errMsg = strings.Clone(truncate(msg, maxErrSample))
 }
 
 const maxErrSample = 200

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -36,6 +37,13 @@ type Handler struct {
 	MaxBody int64 `json:"max_body,omitempty"`
 	// Limit, if set, limits requests, tokens and concurrency per client key.
 	Limit *LimitConfig `json:"limit,omitempty"`
+	// Key is the placeholder naming the client in logs and request patterns
+	// when no limit sets one (default the Authorization header); it is hashed
+	// before it is used.
+	Key string `json:"key,omitempty"`
+	// StallAfter is the gap between tokens of a stream counted as a stall
+	// (default 2s).
+	StallAfter caddy.Duration `json:"stall_after,omitempty"`
 
 	fleet   *fleet
 	limiter *limiter.Limiter
@@ -62,6 +70,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxBody == 0 {
 		h.MaxBody = DefaultMaxBody
 	}
+	if h.Key == "" {
+		h.Key = "{http.request.header.Authorization}"
+	}
 	if h.Limit != nil {
 		h.limiter = h.Limit.limiter()
 	}
@@ -77,12 +88,13 @@ func (h *Handler) Validate() error {
 }
 
 // ServeHTTP parses completion requests and passes everything else through.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
 	if r.Method != http.MethodPost || traffic.EndpointFor(r.URL.Path) == traffic.EndpointOther {
 		return next.ServeHTTP(w, r)
 	}
+	c := &call{start: time.Now()}
 	if r.ContentLength > h.MaxBody {
-		traffic.WriteError(w, traffic.BodyTooLarge(h.MaxBody))
+		refuse(w, traffic.BodyTooLarge(h.MaxBody))
 		return nil
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.MaxBody+1))
@@ -91,14 +103,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	if int64(len(body)) > h.MaxBody {
-		traffic.WriteError(w, traffic.BodyTooLarge(h.MaxBody))
+		refuse(w, traffic.BodyTooLarge(h.MaxBody))
 		return nil
 	}
 	req, err := traffic.ParseRequest(r.URL.Path, body)
 	if err != nil {
 		var re *traffic.RequestError
 		if errors.As(err, &re) {
-			traffic.WriteError(w, re)
+			refuse(w, re)
 			return nil
 		}
 		return caddyhttp.Error(http.StatusBadRequest, err)
@@ -106,25 +118,62 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	if req != nil {
-		promptTokens := h.fleet.estimator.Estimate(req)
-		maxModelLen, re := h.checkModel(req)
-		if re != nil {
-			traffic.WriteError(w, re)
+	if req == nil {
+		return next.ServeHTTP(w, r)
+	}
+	c.req = req
+	c.promptEstimate = h.fleet.estimator.Estimate(req)
+	maxModelLen, re := h.checkModel(req)
+	if re != nil {
+		refuse(w, re)
+		return nil
+	}
+	caddyhttp.SetVar(r.Context(), workVar, lb.Work{Model: req.Model, PromptTokens: int64(c.promptEstimate), MaxTokens: int64(req.MaxTokens)})
+	c.key = h.clientKey(r)
+	if h.limiter != nil {
+		ticket, ok := h.admit(w, c.key, int64(c.promptEstimate)+req.MaxOutputTokens(req.EstimatedLongestPrompt, maxModelLen))
+		if !ok {
 			return nil
 		}
-		work := lb.Work{Model: req.Model, PromptTokens: int64(promptTokens), MaxTokens: int64(req.MaxTokens)}
-		caddyhttp.SetVar(r.Context(), workVar, work)
-		if h.limiter != nil {
-			ticket, ok := h.admit(w, r, int64(promptTokens)+req.MaxOutputTokens(req.EstimatedLongestPrompt, maxModelLen))
-			if !ok {
-				return nil
-			}
-			// Until responses are observed (#6) the reservation is the charge.
-			defer ticket.Settle(limiter.Unknown)
-		}
+		c.ticket = ticket
+		// Settled with the real usage in finish; this one only acts if
+		// finish never ran.
+		defer ticket.Settle(limiter.Unknown)
 	}
-	return next.ServeHTTP(&firstByteWriter{ResponseWriter: w, r: r}, r)
+	ow := newObservingWriter(w, r, c, time.Duration(h.StallAfter))
+	defer func() {
+		p := recover()
+		h.finish(ow, c, err, p != nil)
+		ow.release(p == nil)
+		if p != nil {
+			// reverse_proxy aborts a broken stream by panicking with
+			// http.ErrAbortHandler; the server must still see it.
+			panic(p)
+		}
+	}()
+	return next.ServeHTTP(ow, r)
+}
+
+// clientKey names the client for limits, logs and patterns, hashed: the limit's
+// key placeholder when limits are on, else Key.
+func (h *Handler) clientKey(r *http.Request) string {
+	tmpl := h.Key
+	if h.Limit != nil {
+		tmpl = h.Limit.Key
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	raw := ""
+	if repl != nil {
+		raw = repl.ReplaceAll(tmpl, "")
+	}
+	if raw == "" {
+		if h.Limit == nil {
+			return ""
+		}
+		// One shared bucket for every request without a key.
+		raw = "anonymous"
+	}
+	return limiter.HashKey(raw)
 }
 
 // checkModel refuses a model no backend lists (404) and a request whose prompt
@@ -144,38 +193,12 @@ func (h *Handler) checkModel(req *traffic.Request) (int, *traffic.RequestError) 
 	return maxLen, traffic.CheckContext(req, req.EstimatedLongestPrompt, maxLen)
 }
 
-// firstByteWriter reports the response's first body byte to the request's
-// lease. It never buffers: every write goes straight through.
-type firstByteWriter struct {
-	http.ResponseWriter
-	r    *http.Request
-	seen bool
-}
-
-func (fw *firstByteWriter) Write(p []byte) (int, error) {
-	if !fw.seen && len(p) > 0 {
-		fw.seen = true
-		// Writes come from the request's own goroutine, so reading the vars
-		// map here is safe.
-		if holder, ok := caddyhttp.GetVar(fw.r.Context(), leaseVar).(*leaseHolder); ok {
-			holder.firstByte()
-		}
-	}
-	return fw.ResponseWriter.Write(p)
-}
-
-// FlushError flushes through whatever wrappers lie below.
-func (fw *firstByteWriter) FlushError() error {
-	return http.NewResponseController(fw.ResponseWriter).Flush()
-}
-
-// Unwrap lets http.ResponseController reach the writers below.
-func (fw *firstByteWriter) Unwrap() http.ResponseWriter { return fw.ResponseWriter }
-
 // UnmarshalCaddyfile sets up the handler:
 //
 //	llm {
 //		max_body 8MiB
+//		key {http.request.header.Authorization}
+//		stall_after 2s
 //		limit {http.request.header.Authorization} {
 //			requests 600/m burst 60
 //			tokens 400k/m
@@ -195,6 +218,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.Limit = lim
+		case "key":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Key = d.Val()
+		case "stall_after":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("stall_after: want a duration like 2s, got %q", d.Val())
+			}
+			h.StallAfter = caddy.Duration(dur)
 		case "max_body":
 			if !d.NextArg() {
 				return d.ArgErr()

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/llmgate/llmgate/limiter"
@@ -48,21 +47,19 @@ func (c *LimitConfig) limiter() *limiter.Limiter {
 
 // admit reserves the request and its tokens for the client, or writes the 429.
 // The returned ticket must be settled when the response ends.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request, tokens int64) (*limiter.Ticket, bool) {
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	raw := "anonymous"
-	if repl != nil {
-		if k := repl.ReplaceAll(h.Limit.Key, ""); k != "" {
-			raw = k
-		}
-	}
-	ticket, denial := h.limiter.Admit(limiter.HashKey(raw), tokens, time.Now())
+func (h *Handler) admit(w http.ResponseWriter, key string, tokens int64) (*limiter.Ticket, bool) {
+	ticket, denial := h.limiter.Admit(key, tokens, time.Now())
 	if denial != nil {
 		denial.Headers.Set(w.Header())
 		kind := "requests"
 		if denial.Kind == limiter.Tokens {
 			kind = "tokens"
 		}
+		reason := "rate_limit_" + denial.Kind.String()
+		if denial.Global {
+			reason = "rate_limit_global"
+		}
+		refusalsTotal.WithLabelValues(reason).Inc()
 		traffic.WriteError(w, traffic.RateLimited(kind, denial.Error(), denial.RetryAfter))
 		return nil, false
 	}

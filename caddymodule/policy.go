@@ -129,7 +129,7 @@ type leaseHolder struct {
 }
 
 func holdLease(r *http.Request, l *lb.Lease) {
-	h, _ := caddyhttp.GetVar(r.Context(), leaseVar).(*leaseHolder)
+	h := requestLease(r)
 	if h == nil {
 		h = new(leaseHolder)
 		caddyhttp.SetVar(r.Context(), leaseVar, h)
@@ -150,6 +150,27 @@ func (h *leaseHolder) swap(l *lb.Lease) {
 	if ended {
 		l.Done()
 	}
+}
+
+// requestLease returns the request's lease holder, nil before any Select.
+func requestLease(r *http.Request) *leaseHolder {
+	h, _ := caddyhttp.GetVar(r.Context(), leaseVar).(*leaseHolder)
+	return h
+}
+
+// requestBackend is the address of the backend the request went to last, ""
+// when it went nowhere.
+func requestBackend(r *http.Request) string {
+	h := requestLease(r)
+	if h == nil {
+		return ""
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lease == nil {
+		return ""
+	}
+	return h.lease.Backend().Addr
 }
 
 // firstByte tells the current attempt's lease that its response has begun.

@@ -54,7 +54,7 @@ var (
 	}, requestLabels)
 	refusalsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_refusals_total",
-		Help: "Requests the gateway answered itself before any backend, by reason (invalid_request, body_too_large, model_not_found, context_length_exceeded, rate_limit_requests, rate_limit_tokens, rate_limit_concurrent, rate_limit_global, queue_timeout).",
+		Help: "Requests the gateway answered itself before any backend, by reason (invalid_request, body_too_large, model_not_found, context_length_exceeded, rate_limit_requests, rate_limit_tokens, rate_limit_concurrency, rate_limit_global, queue_timeout).",
 	}, []string{"reason"})
 
 	admissionQueued = prometheus.NewGauge(prometheus.GaugeOpts{
