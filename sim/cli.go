@@ -54,6 +54,7 @@ func bindInstanceFlags(fs *flag.FlagSet, o *instanceOpts) {
 	fs.Float64Var(&f.ErrorRate, "error-rate", f.ErrorRate, "fault: fraction of completions answered 500")
 	fs.BoolVar(&f.Hang, "hang", f.Hang, "fault: accept completions and never answer")
 	fs.IntVar(&f.DieAfterTokens, "die-after-tokens", f.DieAfterTokens, "fault: cut connections after N tokens")
+	fs.IntVar(&f.StreamErrorAfterTokens, "stream-error-after-tokens", f.StreamErrorAfterTokens, "fault: end streams after N tokens with a mid-stream error event")
 	fs.StringVar(&f.Metrics, "metrics-fault", f.Metrics, "fault: /metrics ok|fail|garbage|hang")
 	fs.IntVar(&o.pcieGen, "pcie-gen", o.pcieGen, "GPU fault: PCIe gen the links train to under load (0 = max)")
 	fs.IntVar(&o.pcieWidth, "pcie-width", o.pcieWidth, "GPU fault: PCIe width the links train to (0 = max)")
@@ -215,6 +216,9 @@ func describeFaults(f Faults) string {
 	}
 	if f.DieAfterTokens != 0 {
 		parts = append(parts, fmt.Sprintf("die_after_tokens=%d", f.DieAfterTokens))
+	}
+	if f.StreamErrorAfterTokens != 0 {
+		parts = append(parts, fmt.Sprintf("stream_error_after_tokens=%d", f.StreamErrorAfterTokens))
 	}
 	if f.Metrics != MetricsOK {
 		parts = append(parts, "metrics="+f.Metrics)

@@ -34,6 +34,10 @@ type Faults struct {
 	// DieAfterTokens > 0 cuts the connection after that many tokens of a
 	// response, with no [DONE] and no clean end of the chunked body.
 	DieAfterTokens int `json:"die_after_tokens"`
+	// StreamErrorAfterTokens > 0 ends a stream after that many tokens with
+	// vLLM's mid-stream error event (`data: {"error": ...}`, then [DONE]),
+	// the HTTP status staying 200, as when the engine dies under a stream.
+	StreamErrorAfterTokens int `json:"stream_error_after_tokens"`
 	// Metrics is one of MetricsOK (or ""), MetricsFail, MetricsGarbage,
 	// MetricsHang.
 	Metrics string `json:"metrics"`
@@ -49,6 +53,8 @@ func (f *Faults) validate() error {
 		return fmt.Errorf("error_rate must be in [0,1], got %g", f.ErrorRate)
 	case f.DieAfterTokens < 0:
 		return fmt.Errorf("die_after_tokens must be >= 0, got %d", f.DieAfterTokens)
+	case f.StreamErrorAfterTokens < 0:
+		return fmt.Errorf("stream_error_after_tokens must be >= 0, got %d", f.StreamErrorAfterTokens)
 	}
 	switch f.Metrics {
 	case "", MetricsOK, MetricsFail, MetricsGarbage, MetricsHang:
@@ -92,6 +98,7 @@ func (i *Instance) SetFaults(f Faults) {
 	f.KVLeak = min(max(f.KVLeak, 0), 1)
 	f.ErrorRate = min(max(f.ErrorRate, 0), 1)
 	f.DieAfterTokens = max(f.DieAfterTokens, 0)
+	f.StreamErrorAfterTokens = max(f.StreamErrorAfterTokens, 0)
 	if f.validate() != nil {
 		f.Metrics = MetricsOK
 	}

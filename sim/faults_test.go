@@ -67,6 +67,26 @@ func TestFaultDieAfterTokens(t *testing.T) {
 	})
 }
 
+func TestFaultStreamErrorAfterTokens(t *testing.T) {
+	cfg, _ := virtualConfig()
+	cfg.Faults.StreamErrorAfterTokens = 2
+	in := startSim(t, cfg)
+
+	resp := post(t, in.URL()+"/v1/chat/completions", chatBody("hi", `"stream":true,"max_tokens":50,"ignore_eos":true`))
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, err %v: the error travels inside a 200 stream", resp.StatusCode, err)
+	}
+	frames := sseFrames(t, body)
+	// role + 2 tokens + the error event + [DONE]
+	if len(frames) != 5 || !strings.HasPrefix(frames[3], `{"error": {"message": `) || frames[4] != "[DONE]" {
+		t.Fatalf("frames %q", frames)
+	}
+	waitFor(t, "the failed request to leave the engine", func() bool {
+		return metricSum(t, scrape(t, in), "vllm:num_requests_running") == 0
+	})
+}
+
 func TestFaultHang(t *testing.T) {
 	cfg, _ := virtualConfig()
 	cfg.Faults.Hang = true

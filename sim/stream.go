@@ -49,7 +49,7 @@ func (i *Instance) handleCompletion(w http.ResponseWriter, r *http.Request, kind
 		}
 	}()
 	if req.stream {
-		i.stream(w, r, rs, f.DieAfterTokens)
+		i.stream(w, r, rs, f)
 	} else {
 		i.respond(w, r, rs, f.DieAfterTokens)
 	}
@@ -94,7 +94,7 @@ func (i *Instance) newResponse(req *completionRequest, s *seq) *response {
 
 // stream writes SSE frames as the engine publishes tokens: one wake-up,
 // one write and one flush per engine step, however many tokens it brought.
-func (i *Instance) stream(w http.ResponseWriter, r *http.Request, rs *response, dieAfter int) {
+func (i *Instance) stream(w http.ResponseWriter, r *http.Request, rs *response, f Faults) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -122,10 +122,16 @@ func (i *Instance) stream(w http.ResponseWriter, r *http.Request, rs *response, 
 			final := done && sent == gen-1
 			buf = rs.appendTokenChunk(buf, sent, final)
 			sent++
-			if dieAfter > 0 && sent >= dieAfter {
+			if f.DieAfterTokens > 0 && sent >= f.DieAfterTokens {
 				w.Write(buf)
 				rc.Flush()
 				panic(http.ErrAbortHandler) // cut the connection: no [DONE], no final chunk
+			}
+			if f.StreamErrorAfterTokens > 0 && sent >= f.StreamErrorAfterTokens {
+				buf = append(buf, streamErrorEvent...)
+				w.Write(buf)
+				rc.Flush()
+				return
 			}
 		}
 		if done {
@@ -147,6 +153,10 @@ func (i *Instance) stream(w http.ResponseWriter, r *http.Request, rs *response, 
 		}
 	}
 }
+
+// streamErrorEvent is what vLLM's create_streaming_error_response sends
+// (json.dumps, hence the spaces), followed by the usual [DONE].
+const streamErrorEvent = `data: {"error": {"message": "` + engineErrorMessage + `", "type": "InternalServerError", "param": null, "code": 500}}` + "\n\ndata: [DONE]\n\n"
 
 func (rs *response) appendRoleChunk(b []byte) []byte {
 	b = append(b, "data: "...)
