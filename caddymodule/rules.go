@@ -24,6 +24,7 @@ import (
 //		preemption_rate 1/s for 30s
 //		throughput_drop 0.5x for 60s baseline 10m
 //		kv_leak 30% for 30s
+//		ttft_outlier 3x for 60s window 60s min 200ms
 //		swap 256MiB
 //		scrape_failures 3
 //		stale_after 30s
@@ -85,6 +86,18 @@ func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
 					err = keywords(args[1:], map[string]func(string) error{
 						"for":      durationInto(&t.For),
 						"baseline": durationInto(&t.Baseline),
+					}, "")
+				}
+			}
+		case "ttft_outlier":
+			o := &r.TTFTOutlier
+			o.Disabled = off
+			if !off {
+				if err = floatInto(&o.Ratio, "x")(args[0]); err == nil {
+					err = keywords(args[1:], map[string]func(string) error{
+						"for":    durationInto(&o.For),
+						"window": durationInto(&o.Window),
+						"min":    durationInto(&o.MinTTFT),
 					}, "")
 				}
 			}

@@ -31,6 +31,7 @@ func TestGlobalOptionAndHealthRules(t *testing.T) {
 			swap 1GiB
 			scrape_failures 5
 			stale_after 1m
+			ttft_outlier 4x for 2m min 500ms
 		}
 	}`)
 	if err != nil {
@@ -53,6 +54,9 @@ func TestGlobalOptionAndHealthRules(t *testing.T) {
 	case r.ThroughputDrop.Ratio != 0.3 || time.Duration(r.ThroughputDrop.For) != 2*time.Minute ||
 		time.Duration(r.ThroughputDrop.Baseline) != 20*time.Minute:
 		t.Errorf("throughput: %+v", r.ThroughputDrop)
+	case r.TTFTOutlier.Ratio != 4 || time.Duration(r.TTFTOutlier.For) != 2*time.Minute ||
+		time.Duration(r.TTFTOutlier.MinTTFT) != 500*time.Millisecond:
+		t.Errorf("ttft_outlier: %+v", r.TTFTOutlier)
 	case r.Swap.MaxBytes != 1<<30 || r.ScrapeFailures.After != 5 || time.Duration(r.StaleAfter) != time.Minute:
 		t.Errorf("swap/scrape/stale: %+v %+v %v", r.Swap, r.ScrapeFailures, r.StaleAfter)
 	}

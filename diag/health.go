@@ -79,6 +79,9 @@ type Rules struct {
 	IdleKV          IdleKVRule     `json:"idle_kv,omitzero"`
 	Swap            SwapRule       `json:"swap,omitzero"`
 	ScrapeFailures  CountRule      `json:"scrape_failures,omitzero"`
+	// TTFTOutlier judges the gateway's own TTFT observations, not scrapes;
+	// the Monitor applies it after Evaluate.
+	TTFTOutlier TTFTOutlierRule `json:"ttft_outlier,omitzero"`
 }
 
 // PCIeRule flags a GPU whose PCIe link runs below its maximum generation or width
