@@ -34,6 +34,7 @@ func (Admin) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/llm/backends", Handler: caddy.AdminHandlerFunc(handleBackends)},
 		{Pattern: "/llm/backends/", Handler: caddy.AdminHandlerFunc(handleBackendAction)},
+		{Pattern: "/llm/patterns", Handler: caddy.AdminHandlerFunc(handlePatterns)},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -231,9 +232,15 @@ type fleet struct {
 	monitor   *diag.Monitor
 	pool      *lb.Pool
 	estimator *traffic.Estimator
-	logger    atomic.Pointer[zap.Logger] // the newest config's
-	cancel    context.CancelFunc
-	started   bool
+	patterns  *traffic.Patterns
+	// The patterns report costs milliseconds; health checks, admin calls and
+	// Prometheus share one per second.
+	patternsMu     sync.Mutex
+	patternsReport traffic.PatternReport
+	patternsAt     time.Time
+	logger         atomic.Pointer[zap.Logger] // the newest config's
+	cancel         context.CancelFunc
+	started        bool
 }
 
 var fleets = caddy.NewUsagePool()
@@ -246,6 +253,7 @@ func acquireFleet() (*fleet, error) {
 			monitor:   diag.NewMonitor(diag.MonitorConfig{}),
 			pool:      lb.NewPool(),
 			estimator: traffic.NewEstimator(traffic.EstimatorConfig{}),
+			patterns:  traffic.NewPatterns(traffic.PatternConfig{}),
 		}
 		f.logger.Store(zap.NewNop())
 		return f, nil

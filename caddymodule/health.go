@@ -66,11 +66,16 @@ func serveReport(w http.ResponseWriter, r *http.Request, f *fleet) error {
 		w.WriteHeader(status)
 		return healthPage.Execute(w, report)
 	}
+	return writeJSON(w, status, report)
+}
+
+// writeJSON writes v as indented JSON: operators read these answers with curl.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(report)
+	return enc.Encode(v)
 }
 
 // wantsHTML is true for browsers: they list text/html before anything JSON.
@@ -107,7 +112,9 @@ var healthPage = template.Must(template.New("health").Funcs(template.FuncMap{
 <table><tr><th>backend</th><th>models</th><th>health</th><th>rotation</th><th>in flight</th><th>reasons</th><th>KV</th><th>running</th><th>waiting</th><th>preempt/s</th><th>gen tok/s</th><th>scrape age s</th><th>last error</th></tr>
 {{range .Backends}}<tr{{if .Stale}} class="stale"{{end}}><td>{{.Address}}</td><td>{{join .Models ", "}}</td><td class="{{.State}}">{{.State}}</td><td>{{.Rotation.State}}{{if .Rotation.Manual}} (manual){{end}}{{if lt .Rotation.Weight 1.0}} ramp {{printf "%.2f" .Rotation.Weight}}{{end}}</td><td>{{.InFlight}}</td><td>{{join .Reasons "; "}}</td>
 <td>{{pct .KVCacheUsage}}</td><td>{{num .Running}}</td><td>{{num .Waiting}}</td><td>{{num .PreemptionsPerSecond}}</td><td>{{num .GenerationTokensPerSecond}}</td><td>{{num .ScrapeAgeSeconds}}</td><td>{{.LastError}}</td></tr>
-{{end}}</table><p>JSON: request with <code>Accept: application/json</code>.</p></body></html>
+{{end}}</table>
+{{with .Patterns}}{{if .Shifts}}<h2>Request patterns</h2><ul>{{range .Shifts}}<li{{if .Active}} class="degraded"{{end}}>{{.Model}}: {{.Summary}}</li>{{end}}</ul>{{end}}{{end}}
+<p>JSON: request with <code>Accept: application/json</code>.</p></body></html>
 `))
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens: `llm_health`.

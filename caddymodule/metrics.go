@@ -37,11 +37,11 @@ var (
 		"1 for the backend's rotation state (active, draining, drained), 0 for the others.", []string{"backend", "state"}, nil)
 
 	descShiftRatio = prometheus.NewDesc("llmgate_prompt_tokens_shift_ratio",
-		"The last 5 minutes' p90 prompt length over the last hour's, per model.", []string{"model"}, nil)
+		"The last 5 minutes' p90 prompt length divided by the p90 of the 55 minutes before, per model.", []string{"model"}, nil)
 	descShiftActive = prometheus.NewDesc("llmgate_prompt_tokens_shift_active",
 		"1 while the model's prompt-length shift counts as a surge.", []string{"model"}, nil)
 	descTTFTShiftRatio = prometheus.NewDesc("llmgate_ttft_shift_ratio",
-		"The last 5 minutes' p90 TTFT over the last hour's, per model.", []string{"model"}, nil)
+		"The last 5 minutes' p90 TTFT divided by the p90 of the 55 minutes before, per model.", []string{"model"}, nil)
 
 	drainsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_backend_drains_total",
@@ -83,6 +83,17 @@ func (fleetCollector) Collect(ch chan<- prometheus.Metric) {
 				v = 1
 			}
 			ch <- prometheus.MustNewConstMetric(descRotation, prometheus.GaugeValue, v, b.Addr, string(s))
+		}
+	}
+	for _, sh := range f.patternReport(now).Shifts {
+		active := 0.0
+		if sh.Active {
+			active = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descShiftRatio, prometheus.GaugeValue, sh.Ratio, sh.Model)
+		ch <- prometheus.MustNewConstMetric(descShiftActive, prometheus.GaugeValue, active, sh.Model)
+		if sh.TTFTRatio > 0 {
+			ch <- prometheus.MustNewConstMetric(descTTFTShiftRatio, prometheus.GaugeValue, sh.TTFTRatio, sh.Model)
 		}
 	}
 	for _, b := range f.monitor.Backends() {

@@ -195,6 +195,9 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 	if c.ticket != nil {
 		c.ticket.Settle(settlement(res, ok, c.promptEstimate))
 	}
+	if ok {
+		h.fleet.observePattern(c, res, prompt, output, now)
+	}
 
 	if extra, _ := ow.r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); extra != nil {
 		extra.Add(zap.String("llm_model", model))

@@ -19,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/llmgate/llmgate/limiter"
 	"github.com/llmgate/llmgate/sim"
+	"github.com/llmgate/llmgate/traffic"
 )
 
 // observedGateway runs the gateway with the llm handler, a JSON access log and
@@ -339,5 +341,54 @@ func TestStreamNotBuffered(t *testing.T) {
 	}
 	if e := g.waitLogged(t, 1)[0]; e["llm_outcome"] != "ok" || e["llm_output_tokens"] != float64(events) {
 		t.Fatalf("access log: %v", e)
+	}
+}
+
+// TestPatternsThroughGateway checks the wiring of request patterns: finished
+// requests reach the windows and the heavy-key summary under the key's hash,
+// on the admin API and in llm_health. (The shift detector itself is tested
+// over an hour of simulated traffic in traffic/.)
+func TestPatternsThroughGateway(t *testing.T) {
+	inst := startSim(t, nil)
+	g := startObservedGateway(t, "", inst.Addr())
+	send := func(key string, words int) {
+		body := fmt.Sprintf(`{"model":"m","prompt":%q,"max_tokens":8,"ignore_eos":true}`, strings.Repeat("word ", words))
+		resp := postJSON(t, context.Background(), g.url+"/v1/completions", body, "Authorization", "Bearer "+key)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for range 5 {
+		send("sk-heavy", 800)
+	}
+	send("sk-light", 10)
+	g.waitLogged(t, 6)
+
+	resp, err := http.Get("http://" + g.admin + "/llm/patterns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rep traffic.PatternReport
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Models) != 1 || rep.Models[0].Model != "m" || rep.Models[0].Windows[0].Requests != 6 {
+		t.Fatalf("models: %+v", rep.Models)
+	}
+	heavy := limiter.HashKey("Bearer sk-heavy")
+	if len(rep.HeavyKeys) != 2 || rep.HeavyKeys[0].Key != heavy || rep.HeavyKeys[0].Requests != 5 {
+		t.Fatalf("heavy keys %+v, want %s first", rep.HeavyKeys, heavy)
+	}
+	if p90 := rep.Models[0].Windows[0].PromptTokens.P90; p90 < 700 {
+		t.Fatalf("p90 prompt %v, want about 800", p90)
+	}
+
+	health, _ := http.Get("http://" + g.admin + "/llm/backends")
+	defer health.Body.Close()
+	var fr struct {
+		Patterns *traffic.PatternReport `json:"patterns"`
+	}
+	if err := json.NewDecoder(health.Body).Decode(&fr); err != nil || fr.Patterns == nil || len(fr.Patterns.HeavyKeys) != 2 {
+		t.Fatalf("health report patterns: %+v %v", fr.Patterns, err)
 	}
 }

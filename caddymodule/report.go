@@ -5,6 +5,7 @@ import (
 
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/traffic"
 )
 
 // fleetReport is diag's health report plus what the balancer knows: each
@@ -13,6 +14,9 @@ type fleetReport struct {
 	GeneratedAt time.Time       `json:"generated_at"`
 	Summary     fleetSummary    `json:"summary"`
 	Backends    []backendReport `json:"backends"`
+	// Patterns explains shifts in traffic (prompt lengths, heavy keys) next to
+	// the fleet's state, so a TTFT change and its cause are read together.
+	Patterns *traffic.PatternReport `json:"patterns,omitempty"`
 }
 
 type fleetSummary struct {
@@ -53,5 +57,7 @@ func buildReport(f *fleet, now time.Time) fleetReport {
 		}
 		r.Backends = append(r.Backends, br)
 	}
+	patterns := f.patternReport(now)
+	r.Patterns = &patterns
 	return r
 }

@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/diag"
@@ -131,34 +129,14 @@ func (rb *routingBench) runPolicy(ctx context.Context, policy string) (*bench.Re
 		sims = append(sims, s)
 		addrs = append(addrs, s.Addr())
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, 0, err
-	}
-	gw := ln.Addr().String()
-	ln.Close()
-	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(fmt.Sprintf(`{
-	admin off
-	persist_config off
-	log {
-		level ERROR
-	}
-	llm {
-		scrape_interval 500ms
-	}
-}
-http://%s {
+	gw, err := startGateway(fmt.Sprintf(`
 	llm
 	reverse_proxy %s {
 		lb_policy %s
 		flush_interval -1
 		header_down X-Llmgate-Backend {rp.upstream.hostport}
-	}
-}`, gw, strings.Join(addrs, " "), rb.policyDirective(policy))), nil)
+	}`, strings.Join(addrs, " "), rb.policyDirective(policy)))
 	if err != nil {
-		return nil, 0, err
-	}
-	if err := caddy.Load(cfgJSON, true); err != nil {
 		return nil, 0, err
 	}
 	defer caddy.Stop()

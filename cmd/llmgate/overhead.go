@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/llmgate/llmgate/bench"
+	"github.com/llmgate/llmgate/sim"
+)
+
+func init() {
+	register("bench-overhead", "[--rate 80] [--duration 30s]",
+		"Measure what the gateway adds to TTFT: streams through it and straight to the same sim, at the same time", runOverheadBench)
+}
+
+// runOverheadBench starts one sim and the gateway (llm handler, lb_policy llm)
+// in front of it, then runs two open loops at once, the same Poisson rate
+// through the gateway and straight to the sim. Both see the same batches on the
+// same simulated GPU, so the difference in their latencies is the gateway's.
+// (Open loops, because closed loops started together send synchronised waves
+// whose phase, not the gateway, dominates the tail.) At the default rate and
+// answer length each side holds about 500 streams. Everything runs in this
+// process: on a small machine the gateway's CPU use slows the sim and the other
+// loop too, which the comparison includes.
+func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench-overhead", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	wl := bench.DefaultConfig()
+	wl.Duration, wl.Warmup = 30*time.Second, 20*time.Second
+	wl.IgnoreEOS = true
+	wl.Concurrency, wl.Rate, wl.MaxInFlight = 0, 27, 4096
+	wl.PromptTokens, wl.MaxTokens = bench.FixedDist(200), bench.FixedDist(1024)
+	fs.Float64Var(&wl.Rate, "rate", wl.Rate, "requests per second on each side")
+	fs.DurationVar(&wl.Duration, "duration", wl.Duration, "measured time")
+	fs.DurationVar(&wl.Warmup, "warmup", wl.Warmup, "unmeasured time before it")
+	fs.Var(&wl.PromptTokens, "prompt-tokens", "prompt length distribution")
+	fs.Var(&wl.MaxTokens, "max-tokens", "max_tokens distribution")
+	markdown := fs.Bool("markdown", false, "print a Markdown table")
+	plain := fs.Bool("plain-proxy", false, "reverse_proxy alone (no llm handler, lb_policy first), to tell Caddy's cost from llmgate's")
+	timeScale := fs.Float64("time-scale", 0.25, "simulated time per real second: with ~1,000 sequences in one batch a modelled decode step takes ~60 ms, a quarter of it keeps streams near 70 tokens/s")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	cfg := sim.DefaultConfig()
+	// Room for every stream of both sides in one batch, so queueing in the
+	// sim does not drown the difference being measured.
+	cfg.MaxNumSeqs = 2048
+	cfg.TimeScale = *timeScale
+	cfg.MaxNumBatchedTokens = max(cfg.MaxNumBatchedTokens, 4*cfg.MaxNumSeqs)
+	// KV for every one of them at 2,048 tokens: no preemption either.
+	cfg.NumGPUBlocks = max(cfg.NumGPUBlocks, cfg.MaxNumSeqs*2048/cfg.BlockSize)
+	s, err := sim.Start(cfg, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	handler, policy := "llm", "llm"
+	if *plain {
+		handler, policy = "", "first"
+	}
+	gw, err := startGateway(fmt.Sprintf(`
+	%s
+	reverse_proxy %s {
+		lb_policy %s
+		flush_interval -1
+	}`, handler, s.Addr(), policy))
+	if err != nil {
+		return err
+	}
+	defer caddy.Stop()
+
+	wl.Model = cfg.Model
+	wl.BackendHeader = ""
+	direct, via := wl, wl
+	direct.URL, via.URL = s.URL(), "http://"+gw
+	fmt.Fprintf(stderr, "bench-overhead: %.0f req/s through the gateway and as many direct, %v warmup + %v...\n",
+		wl.Rate, wl.Warmup, wl.Duration)
+	var wg sync.WaitGroup
+	var directRes, viaRes *bench.Result
+	var directErr, viaErr error
+	wg.Go(func() { directRes, directErr = bench.Run(ctx, direct) })
+	wg.Go(func() { viaRes, viaErr = bench.Run(ctx, via) })
+	wg.Wait()
+	if directErr != nil {
+		return fmt.Errorf("direct: %w", directErr)
+	}
+	if viaErr != nil {
+		return fmt.Errorf("via gateway: %w", viaErr)
+	}
+	fmt.Fprintf(stdout, "One sim (max_num_seqs %d, time scale %g); open loop %.0f req/s through llmgate and %.0f req/s straight to the sim at the same time "+
+		"(peak in flight: %d via llmgate, %d direct); prompts %s, max_tokens %s, ignore_eos; %v measured after %v warmup; "+
+		"whole process (sim, gateway, both generators) %.2f cores.\n\n",
+		cfg.MaxNumSeqs, cfg.TimeScale, wl.Rate, wl.Rate, viaRes.Generator.PeakInFlight, directRes.Generator.PeakInFlight,
+		wl.PromptTokens, wl.MaxTokens, wl.Duration, wl.Warmup, viaRes.Generator.CPUCores)
+	names := []string{"direct", "via llmgate"}
+	results := []*bench.Result{directRes, viaRes}
+	if *markdown {
+		bench.CompareMarkdown(stdout, names, results)
+	} else {
+		bench.CompareTable(stdout, names, results)
+	}
+	fmt.Fprintf(stdout, "\nAdded by the gateway: TTFT p50 %+.2f ms, p90 %+.2f ms, p99 %+.2f ms; ITL p50 %+.2f ms\n",
+		msDiff(viaRes.TTFT.P50, directRes.TTFT.P50), msDiff(viaRes.TTFT.P90, directRes.TTFT.P90),
+		msDiff(viaRes.TTFT.P99, directRes.TTFT.P99), msDiff(viaRes.ITL.P50, directRes.ITL.P50))
+	return nil
+}
+
+func msDiff(a, b time.Duration) float64 { return float64(a-b) / float64(time.Millisecond) }
+
+// startGateway runs a gateway on a free loopback port with the given site
+// body, quietly, and returns its address.
+func startGateway(site string) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	gw := ln.Addr().String()
+	ln.Close()
+	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(fmt.Sprintf(`{
+	admin off
+	persist_config off
+	log {
+		level ERROR
+	}
+	llm {
+		scrape_interval 500ms
+	}
+}
+http://%s {%s
+}`, gw, site)), nil)
+	if err != nil {
+		return "", err
+	}
+	return gw, caddy.Load(cfgJSON, true)
+}
