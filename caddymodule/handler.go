@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -44,9 +45,13 @@ type Handler struct {
 	// StallAfter is the gap between tokens of a stream counted as a stall
 	// (default 2s).
 	StallAfter caddy.Duration `json:"stall_after,omitempty"`
+	// Queue, if set, holds requests while every backend serving their model
+	// is saturated, instead of piling them onto full KV caches.
+	Queue *QueueConfig `json:"queue,omitempty"`
 
-	fleet   *fleet
-	limiter *limiter.Limiter
+	fleet     *fleet
+	limiter   *limiter.Limiter
+	admission *lb.Admission
 }
 
 // DefaultMaxBody bounds request bodies when max_body is not set.
@@ -76,6 +81,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Limit != nil {
 		h.limiter = h.Limit.limiter()
 	}
+	if h.Queue != nil {
+		h.Queue.setDefaults()
+		h.admission = lb.NewAdmission(h.Queue.MaxWaiting, 0)
+	}
 	return nil
 }
 
@@ -83,6 +92,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 func (h *Handler) Validate() error {
 	if h.MaxBody < 0 {
 		return errors.New("max_body must not be negative")
+	}
+	if q := h.Queue; q != nil && q.Status != http.StatusTooManyRequests && q.Status != http.StatusServiceUnavailable {
+		return fmt.Errorf("queue status must be 429 or 503, got %d", q.Status)
 	}
 	return nil
 }
@@ -139,6 +151,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// Settled with the real usage in finish; this one only acts if
 		// finish never ran.
 		defer ticket.Settle(limiter.Unknown)
+	}
+	if h.admission != nil && !h.queue(w, r, req.Model) {
+		if c.ticket != nil {
+			c.ticket.Settle(0) // no GPU worked for it
+		}
+		return nil
 	}
 	ow := newObservingWriter(w, r, c, time.Duration(h.StallAfter))
 	defer func() {
@@ -199,6 +217,11 @@ func (h *Handler) checkModel(req *traffic.Request) (int, *traffic.RequestError) 
 //		max_body 8MiB
 //		key {http.request.header.Authorization}
 //		stall_after 2s
+//		queue {
+//			max_waiting 256
+//			timeout 10s
+//			status 503
+//		}
 //		limit {http.request.header.Authorization} {
 //			requests 600/m burst 60
 //			tokens 400k/m
@@ -232,6 +255,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("stall_after: want a duration like 2s, got %q", d.Val())
 			}
 			h.StallAfter = caddy.Duration(dur)
+		case "queue":
+			q, err := parseQueue(d)
+			if err != nil {
+				return err
+			}
+			h.Queue = q
 		case "max_body":
 			if !d.NextArg() {
 				return d.ArgErr()

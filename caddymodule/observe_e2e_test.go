@@ -383,7 +383,10 @@ func TestPatternsThroughGateway(t *testing.T) {
 		t.Fatalf("p90 prompt %v, want about 800", p90)
 	}
 
-	health, _ := http.Get("http://" + g.admin + "/llm/backends")
+	health, err := http.Get("http://" + g.admin + "/llm/backends")
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer health.Body.Close()
 	var fr struct {
 		Patterns *traffic.PatternReport `json:"patterns"`

@@ -54,7 +54,7 @@ var (
 	}, requestLabels)
 	refusalsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_refusals_total",
-		Help: "Requests the gateway answered itself before any backend, by reason (invalid_request, body_too_large, model_not_found, context_length_exceeded, rate_limit_requests, rate_limit_tokens, rate_limit_concurrency, rate_limit_global, queue_timeout).",
+		Help: "Requests the gateway answered itself before any backend, by reason (invalid_request, body_too_large, model_not_found, context_length_exceeded, rate_limit_requests, rate_limit_tokens, rate_limit_concurrency, rate_limit_global, queue_timeout, queue_full).",
 	}, []string{"reason"})
 
 	admissionQueued = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -63,7 +63,7 @@ var (
 	})
 	admissionWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "llmgate_admission_wait_seconds",
-		Help:    "Time requests spent in the admission queue, by how the wait ended (admitted, timeout, canceled).",
+		Help:    "Time requests spent in the admission queue, by how the wait ended (admitted, timeout, full, canceled).",
 		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	}, []string{"result"})
 )

@@ -1,0 +1,123 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/traffic"
+)
+
+// QueueConfig is the llm handler's admission queue. A request waits while every
+// backend that serves its model (in rotation, not down) is saturated by
+// lb_policy llm's default marks (KV usage ≥ 0.95 counting work sent since the
+// last scrape, or 16 waiting), at most Timeout, in a queue of at most
+// MaxWaiting; then it is refused with Status (429 tells clients to back off,
+// 503 tells an outer balancer to try another gateway).
+type QueueConfig struct {
+	MaxWaiting int            `json:"max_waiting,omitempty"`
+	Timeout    caddy.Duration `json:"timeout,omitempty"`
+	Status     int            `json:"status,omitempty"`
+}
+
+func (q *QueueConfig) setDefaults() {
+	if q.MaxWaiting <= 0 {
+		q.MaxWaiting = 256
+	}
+	if q.Timeout <= 0 {
+		q.Timeout = caddy.Duration(10 * time.Second)
+	}
+	if q.Status == 0 {
+		q.Status = http.StatusServiceUnavailable
+	}
+}
+
+var queueWeights = lb.DefaultWeights()
+
+// hasRoom tests whether some backend that serves model has room.
+func (h *Handler) hasRoom(model string) func() bool {
+	return func() bool {
+		var cands []*lb.Backend
+		for _, b := range h.fleet.pool.Backends() {
+			if serves, known := h.fleet.monitor.Serves(b.Addr, model); serves || !known {
+				cands = append(cands, b)
+			}
+		}
+		return !h.fleet.pool.Saturated(cands, &queueWeights, time.Now())
+	}
+}
+
+// queue holds the request while the fleet is saturated; false means it was
+// refused (the answer is written) or the client left.
+func (h *Handler) queue(w http.ResponseWriter, r *http.Request, model string) bool {
+	start := time.Now()
+	admissionQueued.Inc()
+	err := h.admission.Wait(r.Context(), time.Duration(h.Queue.Timeout), h.hasRoom(model))
+	admissionQueued.Dec()
+	result := "admitted"
+	switch {
+	case err == nil:
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		result = "canceled"
+	default:
+		result = "timeout"
+		reason := "queue_timeout"
+		msg := "Every backend for this model stayed saturated for " + time.Duration(h.Queue.Timeout).String() + "; try again shortly."
+		if errors.Is(err, lb.ErrQueueFull) {
+			result, reason = "full", "queue_full"
+			msg = "Every backend for this model is saturated and " + strconv.Itoa(h.Queue.MaxWaiting) + " requests are already waiting; try again shortly."
+		}
+		refusalsTotal.WithLabelValues(reason).Inc()
+		if h.Queue.Status == http.StatusTooManyRequests {
+			traffic.WriteError(w, traffic.RateLimited("requests", msg, time.Second))
+		} else {
+			traffic.WriteError(w, traffic.Unavailable(msg, time.Second))
+		}
+	}
+	admissionWait.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return err == nil
+}
+
+// parseQueue reads `queue { max_waiting 256; timeout 10s; status 503 }`; a bare
+// `queue` takes the defaults.
+func parseQueue(d *caddyfile.Dispenser) (*QueueConfig, error) {
+	q := &QueueConfig{}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		switch name {
+		case "max_waiting":
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return nil, d.Errf("queue max_waiting: want a positive integer")
+			}
+			q.MaxWaiting = n
+		case "timeout":
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("queue timeout: want a duration like 10s")
+			}
+			q.Timeout = caddy.Duration(dur)
+		case "status":
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || (n != http.StatusTooManyRequests && n != http.StatusServiceUnavailable) {
+				return nil, d.Errf("queue status: want 429 or 503")
+			}
+			q.Status = n
+		default:
+			return nil, d.Errf("unrecognized queue option %q", name)
+		}
+	}
+	return q, nil
+}
