@@ -24,7 +24,7 @@ type LimitConfig struct {
 	Key    string         `json:"key"`
 	Limits limiter.Limits `json:"limits"`
 	// Tiers override Limits for some keys, given raw as they arrive (hashed
-	// at load); Global limits all keys together. JSON config only for now.
+	// at load); Global limits all keys together.
 	Tiers   map[string]limiter.Limits `json:"tiers,omitempty"`
 	Global  limiter.Limits            `json:"global,omitzero"`
 	MaxKeys int                       `json:"max_keys,omitempty"`
@@ -67,61 +67,118 @@ func (h *Handler) admit(w http.ResponseWriter, key string, tokens int64) (*limit
 	return ticket, true
 }
 
-// parseLimit reads `limit <key> { requests 600/m burst 60; tokens 400k/m; concurrent 8; max_keys 100000 }`.
+// parseLimit reads
+//
+//	limit <key> {
+//		requests 600/m burst 60
+//		tokens 400k/m
+//		concurrent 8
+//		max_keys 100000
+//		tier {$PREMIUM_KEY} {
+//			requests 6000/m
+//			tokens 4M/m
+//		}
+//		global {
+//			requests 10k/m
+//			tokens 20M/m
+//		}
+//	}
+//
+// A tier names a key as the key placeholder expands (e.g. "Bearer sk-..."),
+// best through an environment variable; it is hashed at load.
 func parseLimit(d *caddyfile.Dispenser) (*LimitConfig, error) {
 	c := &LimitConfig{}
 	if !d.NextArg() {
 		return nil, d.Errf("limit needs a key placeholder, e.g. {http.request.header.Authorization}")
 	}
 	c.Key = d.Val()
+	err := parseLimits(d, &c.Limits, func(name string, args []string) error {
+		switch name {
+		case "max_keys":
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 1 {
+				return d.Errf("max_keys: want a positive integer")
+			}
+			c.MaxKeys = n
+		case "tier":
+			if len(args) != 1 || args[0] == "" {
+				return d.Errf("tier: want one key, then a block")
+			}
+			var l limiter.Limits
+			if err := parseLimits(d, &l, nil); err != nil {
+				return err
+			}
+			if c.Tiers == nil {
+				c.Tiers = map[string]limiter.Limits{}
+			}
+			c.Tiers[args[0]] = l
+		case "global":
+			return parseLimits(d, &c.Global, nil)
+		default:
+			return d.Errf("unrecognized limit option %q", name)
+		}
+		return nil
+	})
+	return c, err
+}
+
+// parseLimits reads a block of requests, tokens and concurrent lines into l,
+// handing any other line to other (nil: none allowed). A line without
+// arguments (like "global") is passed as args [""] so other can open its block.
+func parseLimits(d *caddyfile.Dispenser, l *limiter.Limits, other func(name string, args []string) error) error {
 	var reqPeriod, tokPeriod time.Duration
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
 		args := d.RemainingArgs()
-		if len(args) == 0 {
-			return nil, d.ArgErr()
-		}
 		switch name {
 		case "requests", "tokens":
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
 			n, period, err := parseRate(args[0])
 			if err != nil {
-				return nil, d.Errf("%s: %v", name, err)
+				return d.Errf("%s: %v", name, err)
 			}
 			var burst int64
 			if len(args) == 3 && args[1] == "burst" {
 				if burst, err = parseCount(args[2]); err != nil {
-					return nil, d.Errf("%s burst: %v", name, err)
+					return d.Errf("%s burst: %v", name, err)
 				}
 			} else if len(args) != 1 {
-				return nil, d.Errf("%s: want N/period [burst N]", name)
+				return d.Errf("%s: want N/period [burst N]", name)
 			}
 			if name == "requests" {
-				c.Limits.RequestsPerPeriod, c.Limits.RequestBurst, reqPeriod = n, burst, period
+				l.RequestsPerPeriod, l.RequestBurst, reqPeriod = n, burst, period
 			} else {
-				c.Limits.TokensPerPeriod, c.Limits.TokenBurst, tokPeriod = n, burst, period
+				l.TokensPerPeriod, l.TokenBurst, tokPeriod = n, burst, period
 			}
 		case "concurrent":
+			if len(args) != 1 {
+				return d.ArgErr()
+			}
 			n, err := strconv.Atoi(args[0])
 			if err != nil || n < 1 {
-				return nil, d.Errf("concurrent: want a positive integer")
+				return d.Errf("concurrent: want a positive integer")
 			}
-			c.Limits.MaxConcurrent = n
-		case "max_keys":
-			n, err := strconv.Atoi(args[0])
-			if err != nil || n < 1 {
-				return nil, d.Errf("max_keys: want a positive integer")
-			}
-			c.MaxKeys = n
+			l.MaxConcurrent = n
 		default:
-			return nil, d.Errf("unrecognized limit option %q", name)
+			if other == nil {
+				return d.Errf("unrecognized option %q (want requests, tokens or concurrent)", name)
+			}
+			if len(args) == 0 {
+				args = []string{""}
+			}
+			if err := other(name, args); err != nil {
+				return err
+			}
 		}
 	}
 	// The limiter has one period for both buckets.
 	if reqPeriod != 0 && tokPeriod != 0 && reqPeriod != tokPeriod {
-		return nil, d.Errf("requests and tokens must use the same period (/s, /m or /h)")
+		return d.Errf("requests and tokens must use the same period (/s, /m or /h)")
 	}
-	c.Limits.Period = max(reqPeriod, tokPeriod)
-	return c, nil
+	l.Period = max(reqPeriod, tokPeriod)
+	return nil
 }
 
 // parseRate reads "600/m", "400k/m", "10/s", "1M/h".

@@ -7,8 +7,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/llmgate/llmgate/limiter"
 )
 
 func TestLimitPerKey(t *testing.T) {
@@ -88,6 +91,68 @@ func TestLimitCaddyfile(t *testing.T) {
 		`llm { limit {k} { requests 10/s tokens 1k/m } }`,
 		`llm { limit {k} { requests 10/day } }`,
 		`llm { limit {k} { requests ten/s } }`,
+	} {
+		if err := new(Handler).UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
+
+func TestLimitTiersAndGlobalCaddyfile(t *testing.T) {
+	h := new(Handler)
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`llm {
+		limit {http.request.header.Authorization} {
+			requests 2/m
+			tier "Bearer sk-premium" {
+				requests 100/m
+				concurrent 50
+			}
+			global {
+				requests 3/m
+			}
+		}
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := h.Limit
+	if c.Limits.RequestsPerPeriod != 2 || c.Tiers["Bearer sk-premium"].RequestsPerPeriod != 100 ||
+		c.Tiers["Bearer sk-premium"].MaxConcurrent != 50 || c.Global.RequestsPerPeriod != 3 || c.Global.Period != time.Minute {
+		t.Fatalf("parsed %+v", c)
+	}
+	// The tier lets its key past the default limit; the global limit caps
+	// everyone together.
+	l := c.limiter()
+	now := time.Now()
+	admit := func(raw string) bool {
+		ticket, denial := l.Admit(limiter.HashKey(raw), 1, now)
+		if ticket != nil {
+			ticket.Settle(1)
+		}
+		return denial == nil
+	}
+	if !admit("Bearer sk-premium") || !admit("Bearer sk-premium") || !admit("Bearer sk-premium") {
+		t.Fatal("the premium tier was refused within its limit")
+	}
+	if admit("Bearer sk-other") {
+		t.Fatal("the global limit of 3/m let a fourth request through")
+	}
+
+	for _, bad := range []string{
+		`llm {
+			limit {k} {
+				tier {
+					requests 1/s
+				}
+			}
+		}`,
+		`llm {
+			limit {k} {
+				global {
+					max_keys 5
+				}
+			}
+		}`,
 	} {
 		if err := new(Handler).UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
 			t.Errorf("%s: accepted", bad)
