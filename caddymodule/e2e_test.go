@@ -24,7 +24,7 @@ import (
 // freeAddr asks the kernel for a free loopback port. Caddy needs the address in its
 // config, so the listener is closed again; the window in which another process
 // could take the port is tiny.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,7 +52,7 @@ func startSim(t *testing.T, tweak func(*sim.Config)) *sim.Instance {
 }
 
 // loadCaddyfile adapts and runs a Caddyfile in this process until the test ends.
-func loadCaddyfile(t *testing.T, caddyfile string) {
+func loadCaddyfile(t testing.TB, caddyfile string) {
 	t.Helper()
 	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "test.Caddyfile"})
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -36,8 +38,8 @@ func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writ
 	wl := bench.DefaultConfig()
 	wl.Duration, wl.Warmup = 30*time.Second, 20*time.Second
 	wl.IgnoreEOS = true
-	wl.Concurrency, wl.Rate, wl.MaxInFlight = 0, 27, 4096
-	wl.PromptTokens, wl.MaxTokens = bench.FixedDist(200), bench.FixedDist(1024)
+	wl.Concurrency, wl.Rate, wl.MaxInFlight = 0, 20, 4096
+	wl.PromptTokens, wl.MaxTokens = bench.FixedDist(200), bench.FixedDist(256)
 	fs.Float64Var(&wl.Rate, "rate", wl.Rate, "requests per second on each side")
 	fs.DurationVar(&wl.Duration, "duration", wl.Duration, "measured time")
 	fs.DurationVar(&wl.Warmup, "warmup", wl.Warmup, "unmeasured time before it")
@@ -45,9 +47,22 @@ func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.Var(&wl.MaxTokens, "max-tokens", "max_tokens distribution")
 	markdown := fs.Bool("markdown", false, "print a Markdown table")
 	plain := fs.Bool("plain-proxy", false, "reverse_proxy alone (no llm handler, lb_policy first), to tell Caddy's cost from llmgate's")
-	timeScale := fs.Float64("time-scale", 0.25, "simulated time per real second: with ~1,000 sequences in one batch a modelled decode step takes ~60 ms, a quarter of it keeps streams near 70 tokens/s")
+	step := fs.Duration("step", 100*time.Millisecond, "the sim's decode step: streams get one token per step (the default is a heavily batched large model, 10 tokens/s per stream; 20ms is 50 tokens/s and several times the relaying work)")
+	timeScale := fs.Float64("time-scale", 1, "simulated time per real second (<1 runs faster)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	cfg := sim.DefaultConfig()
@@ -55,6 +70,10 @@ func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writ
 	// sim does not drown the difference being measured.
 	cfg.MaxNumSeqs = 2048
 	cfg.TimeScale = *timeScale
+	// Steps of about --step whatever the batch: each side holds ~500 streams
+	// without queueing, and the relaying costs what this machine can give.
+	cfg.PrefillPerToken, cfg.DecodePerSeq = time.Microsecond, 0
+	cfg.DecodeBase = *step
 	cfg.MaxNumBatchedTokens = max(cfg.MaxNumBatchedTokens, 4*cfg.MaxNumSeqs)
 	// KV for every one of them at 2,048 tokens: no preemption either.
 	cfg.NumGPUBlocks = max(cfg.NumGPUBlocks, cfg.MaxNumSeqs*2048/cfg.BlockSize)
@@ -82,6 +101,9 @@ func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writ
 	wl.BackendHeader = ""
 	direct, via := wl, wl
 	direct.URL, via.URL = s.URL(), "http://"+gw
+	// Independent arrivals: with one seed each gateway request would arrive
+	// a hop after its direct twin and always queue behind it in the sim.
+	via.Seed = wl.Seed + 1
 	fmt.Fprintf(stderr, "bench-overhead: %.0f req/s through the gateway and as many direct, %v warmup + %v...\n",
 		wl.Rate, wl.Warmup, wl.Duration)
 	var wg sync.WaitGroup
@@ -96,10 +118,10 @@ func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writ
 	if viaErr != nil {
 		return fmt.Errorf("via gateway: %w", viaErr)
 	}
-	fmt.Fprintf(stdout, "One sim (max_num_seqs %d, time scale %g); open loop %.0f req/s through llmgate and %.0f req/s straight to the sim at the same time "+
+	fmt.Fprintf(stdout, "One sim (max_num_seqs %d, decode step %v, time scale %g); open loop %.0f req/s through llmgate and %.0f req/s straight to the sim at the same time "+
 		"(peak in flight: %d via llmgate, %d direct); prompts %s, max_tokens %s, ignore_eos; %v measured after %v warmup; "+
 		"whole process (sim, gateway, both generators) %.2f cores.\n\n",
-		cfg.MaxNumSeqs, cfg.TimeScale, wl.Rate, wl.Rate, viaRes.Generator.PeakInFlight, directRes.Generator.PeakInFlight,
+		cfg.MaxNumSeqs, *step, cfg.TimeScale, wl.Rate, wl.Rate, viaRes.Generator.PeakInFlight, directRes.Generator.PeakInFlight,
 		wl.PromptTokens, wl.MaxTokens, wl.Duration, wl.Warmup, viaRes.Generator.CPUCores)
 	names := []string{"direct", "via llmgate"}
 	results := []*bench.Result{directRes, viaRes}
