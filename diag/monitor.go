@@ -98,8 +98,11 @@ type Monitor struct {
 	// largest context length listed for it; rebuilt when a list changes.
 	modelIndex atomic.Pointer[map[string]int]
 	client     *http.Client
-	wake       chan struct{}
-	now        func() time.Time
+	// scraper fetches plain-http sources unless the config brings its own
+	// Client; it lives as long as the Monitor, so its connections outlive a reload.
+	scraper *scrapeClient
+	wake    chan struct{}
+	now     func() time.Time
 }
 
 // telemetry is the Monitor's per-backend state.
@@ -141,7 +144,8 @@ type BackendView struct {
 
 // NewMonitor returns a Monitor with cfg's defaults filled in. Call Run to start it.
 func NewMonitor(cfg MonitorConfig) *Monitor {
-	m := &Monitor{backends: map[string]*telemetry{}, wake: make(chan struct{}, 1), now: time.Now}
+	m := &Monitor{backends: map[string]*telemetry{}, wake: make(chan struct{}, 1), now: time.Now,
+		scraper: newScrapeClient()}
 	m.Configure(cfg)
 	return m
 }
@@ -173,6 +177,9 @@ func (m *Monitor) Configure(cfg MonitorConfig) {
 			ReadBufferSize: 32 << 10,
 		}}
 	}
+	// Three intervals, as net/http's idle timeout was: a backend that missed
+	// a scrape keeps its connection, one that left the fleet does not.
+	m.scraper.setIdleTimeout(3 * cfg.Interval)
 	m.mu.Lock()
 	m.cfg = cfg
 	m.client = client
@@ -253,6 +260,7 @@ func (m *Monitor) Run(ctx context.Context) {
 	m.mu.RUnlock()
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
+	defer m.scraper.closeIdle() // after the workers are done with theirs
 	pool := newScrapePool(ctx, m)
 	defer pool.close()
 	for {
@@ -272,7 +280,8 @@ func (m *Monitor) Run(ctx context.Context) {
 			}
 		}
 		m.mu.Unlock()
-		forget(onForget, gone)
+		m.forget(onForget, gone)
+		m.scraper.sweep(time.Now())
 		rand.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
 		if !pool.dispatch(due, workers) {
 			return
@@ -346,16 +355,17 @@ func (m *Monitor) expireIdle() {
 	gone := m.expireIdleLocked()
 	onForget := m.cfg.OnForget
 	m.mu.Unlock()
-	forget(onForget, gone)
+	m.forget(onForget, gone)
 }
 
-// forget tells the hook, outside the lock, which backends were dropped.
-func forget(onForget func(addr string), gone []string) {
-	if onForget == nil {
-		return
-	}
+// forget closes the connections of backends that were dropped and tells the
+// hook, outside the lock.
+func (m *Monitor) forget(onForget func(addr string), gone []string) {
 	for _, a := range gone {
-		onForget(a)
+		m.scraper.forget(a)
+		if onForget != nil {
+			onForget(a)
+		}
 	}
 }
 
@@ -397,7 +407,10 @@ func (m *Monitor) ScrapeOnce(ctx context.Context) {
 func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 	m.mu.RLock()
 	cfg := m.cfg
-	client := m.client
+	f := fetcher{http: m.client, timeout: cfg.Timeout}
+	if cfg.Client == nil {
+		f.fast = m.scraper
+	}
 	m.mu.RUnlock()
 
 	started := m.now()
@@ -408,7 +421,7 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 	// already grown through the parser, a fresh goroutine's would again.
 	t0 := time.Now()
 	var stats *BackendStats
-	metricsErr := m.fetch(ctx, client, cfg.Timeout, "http://"+t.addr+"/metrics", func(r io.Reader) error {
+	metricsErr := f.fetch(ctx, "http://"+t.addr+"/metrics", func(r io.Reader) error {
 		var err error
 		stats, err = ParseBackendMetrics(r)
 		return err
@@ -422,7 +435,7 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 	modelsDue := started.Sub(t.modelsAt) >= modelsEvery
 	m.mu.RUnlock()
 	if modelsDue && metricsErr == nil {
-		modelsErr = m.fetch(ctx, client, cfg.Timeout, "http://"+t.addr+"/v1/models", func(r io.Reader) error {
+		modelsErr = f.fetch(ctx, "http://"+t.addr+"/v1/models", func(r io.Reader) error {
 			var err error
 			models, err = ParseModels(r)
 			return err
@@ -440,7 +453,7 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 			continue
 		}
 		url := ExpandSourceURL(tmpl, t.addr)
-		gpus, host, fetched, took, err := m.readSource(ctx, client, cfg.Timeout, cfg.SourceInterval, source, url)
+		gpus, host, fetched, took, err := m.readSource(ctx, f, cfg.SourceInterval, source, url)
 		if fetched && cfg.OnScrape != nil {
 			cfg.OnScrape(ScrapeEvent{Backend: t.addr, Source: source, Duration: took, Err: err})
 		}
@@ -554,9 +567,28 @@ func (t *telemetry) appendHistory(s Sample) {
 // maxSourceBytes bounds what one fetch may read; the parsers bound themselves too.
 const maxSourceBytes = MaxScrapeBytes
 
-func (m *Monitor) fetch(ctx context.Context, client *http.Client, timeout time.Duration, url string, parse func(io.Reader) error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// fetcher is what one scrape fetches with, fixed at its start.
+type fetcher struct {
+	http    *http.Client
+	fast    *scrapeClient // nil: everything goes through http
+	timeout time.Duration
+}
+
+// fetch GETs url and hands a 200's body to parse, within the scrape timeout.
+func (f fetcher) fetch(ctx context.Context, url string, parse func(io.Reader) error) error {
+	deadline := time.Now().Add(f.timeout)
+	if f.fast != nil {
+		err := f.fast.get(ctx, deadline, f.timeout, url, parse)
+		if err != errUseHTTP {
+			return err
+		}
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	return fetchHTTP(ctx, f.http, url, parse)
+}
+
+func fetchHTTP(ctx context.Context, client *http.Client, url string, parse func(io.Reader) error) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package diag
 import (
 	"context"
 	"io"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -61,7 +60,7 @@ func (c *sourceCache) expire(cutoff time.Time) {
 // readSource returns the reading of one host-level source, fetching it only when
 // the last reading is older than maxAge. fetched reports whether this call did
 // the fetch (so the fetch is reported once, not once per backend).
-func (m *Monitor) readSource(ctx context.Context, client *http.Client, timeout, maxAge time.Duration,
+func (m *Monitor) readSource(ctx context.Context, f fetcher, maxAge time.Duration,
 	source, url string) (gpus []GPU, host *Host, fetched bool, dur time.Duration, err error) {
 	now := m.now()
 	r := m.sources.get(url, now)
@@ -76,7 +75,7 @@ func (m *Monitor) readSource(ctx context.Context, client *http.Client, timeout, 
 		prevHost = r.host
 	}
 	r.gpus, r.host = nil, nil
-	r.err = m.fetch(ctx, client, timeout, url, func(body io.Reader) error {
+	r.err = f.fetch(ctx, url, func(body io.Reader) error {
 		var err error
 		switch source {
 		case SourceDCGM:
