@@ -12,7 +12,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/llmgate/llmgate/diag"
@@ -118,8 +117,10 @@ func (a *App) Start() error {
 		SourceInterval: time.Duration(a.SourceInterval),
 		Sources:        map[string]string{diag.SourceDCGM: a.DCGM, diag.SourceNode: a.Node, diag.SourceAgent: a.Agent},
 		Rules:          rules,
+		TTFT:           a.fleet.ttft,
 		OnScrape:       observeScrape,
 		OnSample:       a.fleet.onSample,
+		OnForget:       a.fleet.onForget,
 		OnVerdict: func(addr string, from, to diag.Verdict) {
 			logger.Info("backend health changed",
 				zap.String("backend", addr),
@@ -233,6 +234,7 @@ type fleet struct {
 	pool      *lb.Pool
 	estimator *traffic.Estimator
 	patterns  *traffic.Patterns
+	ttft      *diag.TTFTTracker // the gateway's TTFT per backend, for the outlier rule
 	// The patterns report costs milliseconds; health checks, admin calls and
 	// Prometheus share one per second.
 	patternsMu     sync.Mutex
@@ -254,6 +256,7 @@ func acquireFleet() (*fleet, error) {
 			pool:      lb.NewPool(),
 			estimator: traffic.NewEstimator(traffic.EstimatorConfig{}),
 			patterns:  traffic.NewPatterns(traffic.PatternConfig{}),
+			ttft:      diag.NewTTFTTracker(),
 		}
 		f.logger.Store(zap.NewNop())
 		return f, nil
@@ -319,7 +322,8 @@ func (f *fleet) onSample(addr string, s diag.Sample, r diag.Rates, v diag.Verdic
 // its balancer state (once nothing is in flight) and its metric series.
 func (f *fleet) onForget(addr string) {
 	f.pool.Forget(func(a string) bool { return a != addr })
-	scrapeDuration.DeletePartialMatch(prometheus.Labels{"backend": addr})
+	f.ttft.Forget(addr)
+	forgetBackendSeries(addr)
 }
 
 // logTransitions logs and counts rotation changes.

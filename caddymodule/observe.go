@@ -197,6 +197,9 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 	}
 	if ok {
 		h.fleet.observePattern(c, res, prompt, output, now)
+		if res.Stream && backend != "" {
+			h.fleet.ttft.Observe(backend, res.TTFT, prompt, now)
+		}
 	}
 
 	if extra, _ := ow.r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); extra != nil {

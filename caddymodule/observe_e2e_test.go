@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -393,5 +394,76 @@ func TestPatternsThroughGateway(t *testing.T) {
 	}
 	if err := json.NewDecoder(health.Body).Decode(&fr); err != nil || fr.Patterns == nil || len(fr.Patterns.HeavyKeys) != 2 {
 		t.Fatalf("health report patterns: %+v %v", fr.Patterns, err)
+	}
+}
+
+// TestTTFTOutlierDegradesBackend: one of three backends answers five times
+// slower; the gateway's own TTFT observations (round robin, so each backend gets
+// its share) turn it degraded with a ttft_outlier reason on the health endpoint.
+func TestTTFTOutlierDegradesBackend(t *testing.T) {
+	var addrs []string
+	for i := range 3 {
+		inst := startSim(t, func(c *sim.Config) {
+			c.TimeScale, c.Seed = 1, uint64(i+1)
+			if i == 2 {
+				c.Faults.Slowdown = 5
+			}
+		})
+		addrs = append(addrs, inst.Addr())
+	}
+	slow := addrs[2]
+	gw, admin := freeAddr(t), freeAddr(t)
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	llm {
+		scrape_interval 100ms
+		# Round robin is not lb_policy llm, so name the backends to watch.
+		backends %s
+		health {
+			ttft_outlier 2x for 1s window 10s min 1ms
+		}
+		drain {
+			after 1h
+		}
+	}
+}
+http://%s {
+	llm
+	reverse_proxy %s {
+		lb_policy round_robin
+		flush_interval -1
+	}
+}`, admin, strings.Join(addrs, " "), gw, strings.Join(addrs, " ")))
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+gw+"/v1/completions",
+					strings.NewReader(`{"model":"m","prompt":"a short question","max_tokens":2,"stream":true}`))
+				req.Header.Set("Content-Type", "application/json")
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	eventually(t, "the slow backend to be degraded by ttft_outlier", func() (bool, string) {
+		r, _, raw := getReport(t, "http://"+admin+"/llm/backends")
+		b, ok := findBackend(r, slow)
+		return ok && b.State == "degraded" && len(b.Reasons) == 1 && strings.HasPrefix(b.Reasons[0], "ttft_outlier "), raw
+	})
+	r, _, _ := getReport(t, "http://"+admin+"/llm/backends")
+	for _, a := range addrs[:2] {
+		if b, _ := findBackend(r, a); b.State != "healthy" {
+			t.Errorf("%s: %s %v, want healthy", a, b.State, b.Reasons)
+		}
 	}
 }

@@ -159,18 +159,22 @@ func requestLease(r *http.Request) *leaseHolder {
 }
 
 // requestBackend is the address of the backend the request went to last, ""
-// when it went nowhere.
+// when it went nowhere: the lease's under lb_policy llm, else what
+// reverse_proxy says it dialed.
 func requestBackend(r *http.Request) string {
-	h := requestLease(r)
-	if h == nil {
-		return ""
+	if h := requestLease(r); h != nil {
+		h.mu.Lock()
+		l := h.lease
+		h.mu.Unlock()
+		if l != nil {
+			return l.Backend().Addr
+		}
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.lease == nil {
-		return ""
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		addr, _ := repl.GetString("http.reverse_proxy.upstream.hostport")
+		return addr
 	}
-	return h.lease.Backend().Addr
+	return ""
 }
 
 // firstByte tells the current attempt's lease that its response has begun.

@@ -27,9 +27,9 @@ func TestAdmissionQueue(t *testing.T) {
 		}`, inst.Addr())
 
 	ctx, stopLoad := context.WithCancel(context.Background())
-	defer stopLoad()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer stopLoad()
 	for range 20 {
 		wg.Add(1)
 		go func() {

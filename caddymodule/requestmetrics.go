@@ -72,3 +72,15 @@ func requestCollectors() []prometheus.Collector {
 	return []prometheus.Collector{ttftSeconds, interTokenSeconds, e2eSeconds, promptTokens,
 		outputTokens, requestsTotal, streamStalls, refusalsTotal, admissionQueued, admissionWait}
 }
+
+// forgetBackendSeries drops a departed backend's series, so /metrics does not
+// keep them for the life of the process.
+func forgetBackendSeries(addr string) {
+	match := prometheus.Labels{"backend": addr}
+	scrapeDuration.DeletePartialMatch(match)
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{ttftSeconds, interTokenSeconds, e2eSeconds, promptTokens, outputTokens, requestsTotal, streamStalls} {
+		v.DeletePartialMatch(match)
+	}
+}

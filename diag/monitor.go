@@ -30,6 +30,9 @@ type MonitorConfig struct {
 	Sources map[string]string
 	// Rules are the health rules applied after every scrape.
 	Rules Rules
+	// TTFT, if set, holds the gateway's own TTFT observations per backend,
+	// judged by Rules.TTFTOutlier after every scrape.
+	TTFT *TTFTTracker
 	// Client does the fetching; nil means a dedicated client with keep-alives.
 	Client *http.Client
 	// SourceInterval is how long a host-level reading is reused (default
@@ -522,6 +525,11 @@ func (m *Monitor) recordLocked(t *telemetry, s Sample, failedSources, sourceErrs
 	t.appendHistory(s)
 	from = t.verdict
 	t.verdict = Evaluate(rules, t.history)
+	if tr := m.cfg.TTFT; tr != nil {
+		if reason := tr.Check(rules.TTFTOutlier, t.addr, s.At); reason != "" {
+			t.verdict = t.verdict.with(reason)
+		}
+	}
 	return from, t.verdict, rates
 }
 

@@ -209,3 +209,15 @@ func (t *TTFTTracker) refresh(r TTFTOutlierRule, now time.Time) {
 	}
 	slices.Sort(t.sorted)
 }
+
+// with adds a reason found outside Evaluate: a healthy backend becomes
+// degraded, a down one stays down.
+func (v Verdict) with(reason string) Verdict {
+	reasons := append(slices.Clip(v.Reasons), reason)
+	slices.Sort(reasons)
+	if v.State == Healthy {
+		v.State = Degraded
+	}
+	v.Reasons = reasons
+	return v
+}
