@@ -49,6 +49,8 @@ func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writ
 	plain := fs.Bool("plain-proxy", false, "reverse_proxy alone (no llm handler, lb_policy first), to tell Caddy's cost from llmgate's")
 	step := fs.Duration("step", 100*time.Millisecond, "the sim's decode step: streams get one token per step (the default is a heavily batched large model, 10 tokens/s per stream; 20ms is 50 tokens/s and several times the relaying work)")
 	timeScale := fs.Float64("time-scale", 1, "simulated time per real second (<1 runs faster)")
+	simListen := fs.String("sim-listen", "127.0.0.1:0", "the sim's address (fix it to put a gateway in another process in front of it)")
+	external := fs.String("gateway", "", "base URL of a gateway already running in front of --sim-listen; empty starts one in this process")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -77,30 +79,34 @@ func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writ
 	cfg.MaxNumBatchedTokens = max(cfg.MaxNumBatchedTokens, 4*cfg.MaxNumSeqs)
 	// KV for every one of them at 2,048 tokens: no preemption either.
 	cfg.NumGPUBlocks = max(cfg.NumGPUBlocks, cfg.MaxNumSeqs*2048/cfg.BlockSize)
-	s, err := sim.Start(cfg, "127.0.0.1:0")
+	s, err := sim.Start(cfg, *simListen)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	handler, policy := "llm", "llm"
-	if *plain {
-		handler, policy = "", "first"
-	}
-	gw, err := startGateway(fmt.Sprintf(`
+	gatewayURL := *external
+	if gatewayURL == "" {
+		handler, policy := "llm", "llm"
+		if *plain {
+			handler, policy = "", "first"
+		}
+		gw, err := startGateway(fmt.Sprintf(`
 	%s
 	reverse_proxy %s {
 		lb_policy %s
 		flush_interval -1
 	}`, handler, s.Addr(), policy))
-	if err != nil {
-		return err
+		if err != nil {
+			return err
+		}
+		defer caddy.Stop()
+		gatewayURL = "http://" + gw
 	}
-	defer caddy.Stop()
 
 	wl.Model = cfg.Model
 	wl.BackendHeader = ""
 	direct, via := wl, wl
-	direct.URL, via.URL = s.URL(), "http://"+gw
+	direct.URL, via.URL = s.URL(), gatewayURL
 	// Independent arrivals: with one seed each gateway request would arrive
 	// a hop after its direct twin and always queue behind it in the sim.
 	via.Seed = wl.Seed + 1
