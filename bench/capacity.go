@@ -125,14 +125,25 @@ func PlanCapacity(r *Result, in CapacityInput) *CapacityPlan {
 		p.Notes = append(p.Notes, "the run missed the SLO: an instance sustains less than measured here, so the count below is a lower bound; rerun with less load per instance")
 	}
 	if in.TargetQPS > 0 {
-		raw := in.TargetQPS * r.E2E.Mean.Seconds() / p.PerInstanceConcurrency * (1 + in.Headroom)
-		// Round away float noise before the ceiling: 3.0000000001 is 3.
-		p.Required = int(math.Ceil(math.Round(raw*1e6) / 1e6))
+		p.Required = RequiredInstances(in.TargetQPS, p.PerInstanceRPS, in.Headroom)
 	}
 	if r.Failed > 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("%.1f%% of requests failed; the plan counts successes only", 100*r.ErrorRate()))
 	}
 	return p
+}
+
+// RequiredInstances is the fleet size for targetQPS when each instance serves
+// perInstanceRPS at the operating point measured, plus headroom. It is
+// PlanCapacity's formula with E2E cancelled out (target × E2E / C, where
+// C = per-instance rps × E2E), so it also sizes from live rates alone.
+func RequiredInstances(targetQPS, perInstanceRPS, headroom float64) int {
+	if targetQPS <= 0 || perInstanceRPS <= 0 {
+		return 0
+	}
+	raw := targetQPS / perInstanceRPS * (1 + headroom)
+	// Round away float noise before the ceiling: 3.0000000001 is 3.
+	return int(math.Ceil(math.Round(raw*1e6) / 1e6))
 }
 
 // WriteTable prints the plan for people.

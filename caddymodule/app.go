@@ -48,6 +48,8 @@ type App struct {
 	Health *diag.Rules `json:"health,omitempty"`
 	// Drain is the automatic drain policy; unset fields keep their defaults.
 	Drain *lb.DrainConfig `json:"drain,omitempty"`
+	// Capacity, if set, adds a capacity plan from live traffic to llm_health.
+	Capacity *CapacityConfig `json:"capacity,omitempty"`
 
 	ctx    caddy.Context
 	fleet  *fleet
@@ -105,6 +107,7 @@ func (a *App) Start() error {
 	}
 	logger := a.logger
 	a.fleet.logger.Store(a.logger)
+	a.fleet.capacity.Store(a.Capacity)
 	drain := lb.DefaultDrainConfig()
 	if a.Drain != nil {
 		drain = *a.Drain
@@ -234,8 +237,9 @@ type fleet struct {
 	pool      *lb.Pool
 	estimator *traffic.Estimator
 	patterns  *traffic.Patterns
-	ttft      *diag.TTFTTracker // the gateway's TTFT per backend, for the outlier rule
-	// The patterns report costs milliseconds; health checks, admin calls and
+	ttft      *diag.TTFTTracker              // the gateway's TTFT per backend, for the outlier rule
+	capacity  atomic.Pointer[CapacityConfig] // the newest config's
+	startedAt time.Time                      // The patterns report costs milliseconds; health checks, admin calls and
 	// Prometheus share one per second.
 	patternsMu     sync.Mutex
 	patternsReport traffic.PatternReport
@@ -257,6 +261,7 @@ func acquireFleet() (*fleet, error) {
 			estimator: traffic.NewEstimator(traffic.EstimatorConfig{}),
 			patterns:  traffic.NewPatterns(traffic.PatternConfig{}),
 			ttft:      diag.NewTTFTTracker(),
+			startedAt: time.Now(),
 		}
 		f.logger.Store(zap.NewNop())
 		return f, nil

@@ -102,6 +102,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.Drain = cfg
+		case "capacity":
+			cfg, err := parseCapacity(d)
+			if err != nil {
+				return err
+			}
+			a.Capacity = cfg
 		default:
 			return d.Errf("unrecognized llm option %q", d.Val())
 		}

@@ -17,6 +17,8 @@ type fleetReport struct {
 	// Patterns explains shifts in traffic (prompt lengths, heavy keys) next to
 	// the fleet's state, so a TTFT change and its cause are read together.
 	Patterns *traffic.PatternReport `json:"patterns,omitempty"`
+	// Capacity sizes the fleet per model from the last 15 minutes' traffic.
+	Capacity []liveCapacity `json:"capacity,omitempty"`
 }
 
 type fleetSummary struct {
@@ -59,5 +61,6 @@ func buildReport(f *fleet, now time.Time) fleetReport {
 	}
 	patterns := f.patternReport(now)
 	r.Patterns = &patterns
+	r.Capacity = planCapacity(f, f.capacity.Load(), patterns, now)
 	return r
 }

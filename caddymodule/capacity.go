@@ -1,0 +1,146 @@
+package caddymodule
+
+import (
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/llmgate/llmgate/bench"
+	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/traffic"
+)
+
+// CapacityConfig asks llm_health for a capacity plan from live traffic: the
+// TTFT p99 the fleet must keep, the request rate it must serve, and the spare
+// fraction of instances to add.
+type CapacityConfig struct {
+	SLOTTFTP99 caddy.Duration `json:"slo_ttft_p99,omitempty"`
+	TargetQPS  float64        `json:"target_qps,omitempty"`
+	Headroom   float64        `json:"headroom,omitempty"`
+}
+
+// liveCapacity is one model's plan from the last 15 minutes of traffic, the
+// same reasoning as `llmgate bench --slo-ttft-p99 --target-qps` (bench.PlanCapacity)
+// applied to what the gateway served: each instance serving the model is held
+// at the operating point it ran at, so the rate it sustained is a lower bound
+// of what it sustains at the SLO when the SLO was met, and an upper bound when
+// it was not.
+type liveCapacity struct {
+	Model          string  `json:"model"`
+	Window         string  `json:"window"`
+	Requests       int64   `json:"requests"`
+	RequestsPerSec float64 `json:"requests_per_sec"`
+	Instances      int     `json:"instances"`
+	PerInstanceRPS float64 `json:"per_instance_rps"`
+	TTFTP99Seconds float64 `json:"ttft_p99_seconds"`
+
+	SLOTTFTP99Seconds float64 `json:"slo_ttft_p99_seconds,omitempty"`
+	SLOMet            *bool   `json:"slo_met,omitempty"`
+	TargetQPS         float64 `json:"target_qps,omitempty"`
+	Headroom          float64 `json:"headroom,omitempty"`
+	RequiredInstances int     `json:"required_instances,omitempty"`
+	Note              string  `json:"note,omitempty"`
+}
+
+// capacityWindow is the patterns window the plan reads: long enough to smooth
+// bursts, short enough to follow the day.
+const capacityWindow = "15m"
+
+// planCapacity sizes each model's fleet from the pattern windows and the
+// backends in rotation that serve it.
+func planCapacity(f *fleet, cfg *CapacityConfig, patterns traffic.PatternReport, now time.Time) []liveCapacity {
+	// The window covers at most the time the gateway has been observing.
+	span := min(15*time.Minute, now.Sub(f.startedAt))
+	if span < time.Minute {
+		return nil
+	}
+	var out []liveCapacity
+	for _, m := range patterns.Models {
+		var w *traffic.WindowStats
+		for i := range m.Windows {
+			if m.Windows[i].Window == capacityWindow {
+				w = &m.Windows[i]
+			}
+		}
+		if w == nil || w.Requests == 0 {
+			continue
+		}
+		c := liveCapacity{Model: m.Model, Window: capacityWindow, Requests: w.Requests,
+			RequestsPerSec: float64(w.Requests) / span.Seconds(), TTFTP99Seconds: w.TTFTSeconds.P99,
+			Instances: instancesServing(f, m.Model, now)}
+		if c.Instances == 0 {
+			c.Note = "no backend serving this model is in rotation"
+			out = append(out, c)
+			continue
+		}
+		c.PerInstanceRPS = c.RequestsPerSec / float64(c.Instances)
+		if cfg != nil {
+			c.TargetQPS, c.Headroom = cfg.TargetQPS, cfg.Headroom
+			if slo := time.Duration(cfg.SLOTTFTP99).Seconds(); slo > 0 && w.TTFTSeconds.P99 > 0 {
+				met := w.TTFTSeconds.P99 <= slo
+				c.SLOTTFTP99Seconds, c.SLOMet = slo, &met
+				if !met {
+					c.Note = "TTFT p99 is above the SLO: each instance sustains less than it serves now, so the count is a lower bound"
+				}
+			}
+			c.RequiredInstances = bench.RequiredInstances(cfg.TargetQPS, c.PerInstanceRPS, cfg.Headroom)
+		}
+		c.RequestsPerSec, c.PerInstanceRPS = round3(c.RequestsPerSec), round3(c.PerInstanceRPS)
+		out = append(out, c)
+	}
+	return out
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// instancesServing counts backends in rotation, not down, that serve model.
+func instancesServing(f *fleet, model string, now time.Time) int {
+	n := 0
+	for _, b := range f.pool.Backends() {
+		if b.Rotation(now).State != lb.Active || f.monitor.State(b.Addr) == "down" {
+			continue
+		}
+		if serves, known := f.monitor.Serves(b.Addr, model); serves || !known {
+			n++
+		}
+	}
+	return n
+}
+
+// parseCapacity reads `capacity { slo_ttft_p99 3s; target_qps 100; headroom 0.2 }`.
+func parseCapacity(d *caddyfile.Dispenser) (*CapacityConfig, error) {
+	c := &CapacityConfig{Headroom: bench.DefaultHeadroom}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		switch name {
+		case "slo_ttft_p99":
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("capacity slo_ttft_p99: want a duration like 3s")
+			}
+			c.SLOTTFTP99 = caddy.Duration(dur)
+		case "target_qps", "headroom":
+			v, err := strconv.ParseFloat(d.Val(), 64)
+			if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, d.Errf("capacity %s: want a non-negative number", name)
+			}
+			if name == "target_qps" {
+				c.TargetQPS = v
+			} else {
+				c.Headroom = v
+			}
+		default:
+			return nil, d.Errf("unrecognized capacity option %q", name)
+		}
+	}
+	return c, nil
+}
