@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -54,11 +52,10 @@ type client struct {
 	stream     bool
 	backendKey string
 	timeout    time.Duration
-	readers    sync.Pool // *bufio.Reader
 }
 
-// readerSize holds a typical chunk (~300 bytes) many times over, so that
-// lines longer than the buffer, which cost a copy, stay rare.
+// readerSize is the read buffer of a stream: a typical chunk (~300 bytes)
+// many times over, so a burst of events is one read.
 const readerSize = 8 << 10
 
 func newClient(cfg *Config) *client {
@@ -155,32 +152,22 @@ func (c *client) do(runCtx context.Context, body []byte, o *outcome, obs *stream
 }
 
 func (c *client) readStream(runCtx, ctx context.Context, body io.Reader, o *outcome, obs *streamObs) {
-	br, _ := c.readers.Get().(*bufio.Reader)
-	if br == nil {
-		br = bufio.NewReaderSize(body, readerSize)
-	} else {
-		br.Reset(body)
-	}
-	err := readSSE(br, obs)
-	br.Reset(nil) // drop the body: pooled readers must not pin connections
-	c.readers.Put(br)
-
+	err := readSSE(body, obs)
+	res := obs.res
 	o.end = time.Now()
-	if obs.done {
+	if res.Complete {
 		// The answer is complete at [DONE]; what follows is framing, and a
 		// failure to read it is not the request's.
-		o.end = obs.doneAt
+		o.end = obs.start.Add(res.CompletedAfter)
 	}
-	if obs.events > 0 {
-		o.ttft = obs.first.Sub(obs.start)
-	}
+	o.ttft = res.TTFT
 	o.gaps = obs.gaps
-	o.outTokens = obs.outputTokens()
-	o.promptTokens = obs.usagePrompt
+	o.outTokens = res.OutputTokens
+	o.promptTokens = res.PromptTokens
 	switch {
-	case obs.errEvent:
-		o.errKey, o.errMsg = ErrMidStreamError, obs.errMsg
-	case obs.done:
+	case res.ErrorEvent:
+		o.errKey, o.errMsg = ErrMidStreamError, truncate(res.StreamError, maxErrSample)
+	case res.Complete:
 	case err != nil:
 		c.fail(runCtx, ctx, o, ErrStreamCut, err)
 	default:

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"strings"
 	"testing"
 	"time"
@@ -22,16 +21,14 @@ func BenchmarkReadSSE(b *testing.B) {
 	sb.WriteString(usageChunk(71, tokens) + doneChunk)
 	body := sb.String()
 	rd := strings.NewReader(body)
-	br := bufio.NewReaderSize(rd, readerSize)
 	o := new(streamObs)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
 		rd.Reset(body)
-		br.Reset(rd)
 		o.reset(time.Now())
-		if err := readSSE(br, o); err != nil || o.outputTokens() != tokens || !o.done {
-			b.Fatalf("err=%v tokens=%d done=%v", err, o.outputTokens(), o.done)
+		if err := readSSE(rd, o); err != nil || o.res.OutputTokens != tokens || !o.res.Complete {
+			b.Fatalf("err=%v tokens=%d done=%v", err, o.res.OutputTokens, o.res.Complete)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*(tokens+3)), "ns/event")

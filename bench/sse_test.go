@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,42 +8,50 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/llmgate/llmgate/traffic"
 )
 
-func parseSSE(t *testing.T, body string, bufSize int) *streamObs {
+// sseSeen is what a test reads of one parsed stream.
+type sseSeen struct {
+	traffic.Result
+	gaps int
+}
+
+func parseSSE(t *testing.T, body string) sseSeen {
 	t.Helper()
 	o := new(streamObs)
 	o.reset(time.Now())
 	// OneByteReader makes every event arrive in pieces, as over a network.
-	if err := readSSE(bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(body)), bufSize), o); err != nil {
+	if err := readSSE(iotest.OneByteReader(strings.NewReader(body)), o); err != nil {
 		t.Fatal(err)
 	}
-	return o
+	return sseSeen{o.res, len(o.gaps)}
 }
 
 func TestSSERoleChunkIsNotContent(t *testing.T) {
-	o := parseSSE(t, roleChunk+chatChunk("Hi")+chatChunk(" there")+finalChunk+doneChunk, 4096)
-	if o.events != 2 || !o.done || o.errEvent {
-		t.Fatalf("events=%d done=%v err=%v, want 2 content events and [DONE]", o.events, o.done, o.errEvent)
+	o := parseSSE(t, roleChunk+chatChunk("Hi")+chatChunk(" there")+finalChunk+doneChunk)
+	if o.ContentEvents != 2 || !o.Complete || o.ErrorEvent {
+		t.Fatalf("events=%d done=%v err=%v, want 2 content events and [DONE]", o.ContentEvents, o.Complete, o.ErrorEvent)
 	}
-	if len(o.gaps) != 1 {
-		t.Fatalf("gaps = %d, want 1 (between the two content events)", len(o.gaps))
+	if o.gaps != 1 {
+		t.Fatalf("gaps = %d, want 1 (between the two content events)", o.gaps)
 	}
-	if o.outputTokens() != 2 {
-		t.Fatalf("output tokens without usage = %d, want the 2 counted events", o.outputTokens())
+	if o.OutputTokens != 2 {
+		t.Fatalf("output tokens without usage = %d, want the 2 counted events", o.OutputTokens)
 	}
 }
 
 func TestSSEUsage(t *testing.T) {
-	o := parseSSE(t, roleChunk+chatChunk("a")+chatChunk("b")+usageChunk(71, 9)+doneChunk, 4096)
-	if o.usageOut != 9 || o.usagePrompt != 71 || o.outputTokens() != 9 {
-		t.Fatalf("usage out=%d prompt=%d tokens=%d, want 9, 71, 9 (usage wins over counted events)",
-			o.usageOut, o.usagePrompt, o.outputTokens())
+	o := parseSSE(t, roleChunk+chatChunk("a")+chatChunk("b")+usageChunk(71, 9)+doneChunk)
+	if !o.UsageReported || o.PromptTokens != 71 || o.OutputTokens != 9 {
+		t.Fatalf("usage reported=%v prompt=%d tokens=%d, want true, 71, 9 (usage wins over counted events)",
+			o.UsageReported, o.PromptTokens, o.OutputTokens)
 	}
 	// vLLM sends "usage":null on every chunk before the last one.
-	o = parseSSE(t, strings.ReplaceAll(chatChunk("a"), `}]}`, `}],"usage":null}`)+doneChunk, 4096)
-	if o.usageOut != -1 || o.events != 1 {
-		t.Fatalf("usage null: out=%d events=%d, want -1 and 1", o.usageOut, o.events)
+	o = parseSSE(t, strings.ReplaceAll(chatChunk("a"), `}]}`, `}],"usage":null}`)+doneChunk)
+	if o.UsageReported || o.ContentEvents != 1 {
+		t.Fatalf("usage null: reported=%v events=%d, want false and 1", o.UsageReported, o.ContentEvents)
 	}
 }
 
@@ -55,8 +62,8 @@ func TestSSECompletionsAndOtherContent(t *testing.T) {
 		`data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}` + "\n\n" +
 		`data: {"choices":[{"index":0,"delta":{"content":null,"tool_calls":null}}]}` + "\n\n" +
 		doneChunk
-	if o := parseSSE(t, body, 4096); o.events != 3 {
-		t.Fatalf("events = %d, want 3 (text, reasoning_content, tool_calls; not the empty or null ones)", o.events)
+	if o := parseSSE(t, body); o.ContentEvents != 3 {
+		t.Fatalf("events = %d, want 3 (text, reasoning_content, tool_calls; not the empty or null ones)", o.ContentEvents)
 	}
 }
 
@@ -70,22 +77,22 @@ func TestSSEFraming(t *testing.T) {
 		"data: {\"choices\":\n" + `data: [{"delta":{"content":"b"}}]}` + "\n\n" +
 		`data: {"choices":[{"delta":{"content":"` + long + `"}}]}` + "\n\n" +
 		"data: [DONE]"
-	o := parseSSE(t, body, 64)
-	if o.events != 3 || !o.done {
-		t.Fatalf("events=%d done=%v, want 3 and done", o.events, o.done)
+	o := parseSSE(t, body)
+	if o.ContentEvents != 3 || !o.Complete {
+		t.Fatalf("events=%d done=%v, want 3 and done", o.ContentEvents, o.Complete)
 	}
 }
 
 func TestSSEMidStreamError(t *testing.T) {
 	// vLLM's shape (Python's json.dumps puts spaces after colons), then
 	// [DONE]; and the old {"object":"error"} shape.
-	o := parseSSE(t, chatChunk("a")+`data: {"error": {"object": "error", "message": "boom", "code": 500}}`+"\n\n"+doneChunk, 4096)
-	if !o.errEvent || o.errMsg != "boom" || o.events != 1 {
-		t.Fatalf("errEvent=%v msg=%q events=%d, want true, boom, 1", o.errEvent, o.errMsg, o.events)
+	o := parseSSE(t, chatChunk("a")+`data: {"error": {"object": "error", "message": "boom", "code": 500}}`+"\n\n"+doneChunk)
+	if !o.ErrorEvent || o.StreamError != "boom" || o.ContentEvents != 1 {
+		t.Fatalf("errEvent=%v msg=%q events=%d, want true, boom, 1", o.ErrorEvent, o.StreamError, o.ContentEvents)
 	}
-	o = parseSSE(t, `data: {"object":"error","message":"old","code":400}`+"\n\n"+doneChunk, 4096)
-	if !o.errEvent || o.errMsg != "old" {
-		t.Fatalf("old shape: errEvent=%v msg=%q", o.errEvent, o.errMsg)
+	o = parseSSE(t, `data: {"object":"error","message":"old","code":400}`+"\n\n"+doneChunk)
+	if !o.ErrorEvent || o.StreamError != "old" {
+		t.Fatalf("old shape: errEvent=%v msg=%q", o.ErrorEvent, o.StreamError)
 	}
 }
 

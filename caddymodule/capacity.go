@@ -113,25 +113,18 @@ func instancesServing(f *fleet, model string, now time.Time) int {
 // parseCapacity reads `capacity { slo_ttft_p99 3s; target_qps 100; headroom 0.2 }`.
 func parseCapacity(d *caddyfile.Dispenser) (*CapacityConfig, error) {
 	c := &CapacityConfig{Headroom: bench.DefaultHeadroom}
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if !d.NextArg() {
-			return nil, d.ArgErr()
-		}
+	err := parseValueBlock(d, func(name, value string) error {
 		switch name {
 		case "slo_ttft_p99":
-			dur, err := caddy.ParseDuration(d.Val())
+			dur, err := caddy.ParseDuration(value)
 			if err != nil || dur <= 0 {
-				return nil, d.Errf("capacity slo_ttft_p99: want a duration like 3s")
+				return d.Errf("capacity slo_ttft_p99: want a duration like 3s")
 			}
 			c.SLOTTFTP99 = caddy.Duration(dur)
 		case "target_qps", "headroom":
-			v, err := strconv.ParseFloat(d.Val(), 64)
+			v, err := strconv.ParseFloat(value, 64)
 			if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, d.Errf("capacity %s: want a non-negative number", name)
+				return d.Errf("capacity %s: want a non-negative number", name)
 			}
 			if name == "target_qps" {
 				c.TargetQPS = v
@@ -139,8 +132,9 @@ func parseCapacity(d *caddyfile.Dispenser) (*CapacityConfig, error) {
 				c.Headroom = v
 			}
 		default:
-			return nil, d.Errf("unrecognized capacity option %q", name)
+			return d.Errf("unrecognized capacity option %q", name)
 		}
-	}
-	return c, nil
+		return nil
+	})
+	return c, err
 }

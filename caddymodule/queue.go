@@ -88,36 +88,50 @@ func (h *Handler) queue(w http.ResponseWriter, r *http.Request, model string) bo
 // `queue` takes the defaults.
 func parseQueue(d *caddyfile.Dispenser) (*QueueConfig, error) {
 	q := &QueueConfig{}
+	err := parseValueBlock(d, func(name, value string) error {
+		switch name {
+		case "max_waiting":
+			n, err := strconv.Atoi(value)
+			if err != nil || n < 1 {
+				return d.Errf("queue max_waiting: want a positive integer")
+			}
+			q.MaxWaiting = n
+		case "timeout":
+			dur, err := caddy.ParseDuration(value)
+			if err != nil || dur <= 0 {
+				return d.Errf("queue timeout: want a duration like 10s")
+			}
+			q.Timeout = caddy.Duration(dur)
+		case "status":
+			n, err := strconv.Atoi(value)
+			if err != nil || (n != http.StatusTooManyRequests && n != http.StatusServiceUnavailable) {
+				return d.Errf("queue status: want 429 or 503")
+			}
+			q.Status = n
+		default:
+			return d.Errf("unrecognized queue option %q", name)
+		}
+		return nil
+	})
+	return q, err
+}
+
+// parseValueBlock reads a block of `name value` lines, handing each to set.
+func parseValueBlock(d *caddyfile.Dispenser, set func(name, value string) error) error {
 	if d.NextArg() {
-		return nil, d.ArgErr()
+		return d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
 		if !d.NextArg() {
-			return nil, d.ArgErr()
+			return d.ArgErr()
 		}
-		switch name {
-		case "max_waiting":
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 1 {
-				return nil, d.Errf("queue max_waiting: want a positive integer")
-			}
-			q.MaxWaiting = n
-		case "timeout":
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("queue timeout: want a duration like 10s")
-			}
-			q.Timeout = caddy.Duration(dur)
-		case "status":
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || (n != http.StatusTooManyRequests && n != http.StatusServiceUnavailable) {
-				return nil, d.Errf("queue status: want 429 or 503")
-			}
-			q.Status = n
-		default:
-			return nil, d.Errf("unrecognized queue option %q", name)
+		if err := set(name, d.Val()); err != nil {
+			return err
+		}
+		if d.NextArg() {
+			return d.ArgErr()
 		}
 	}
-	return q, nil
+	return nil
 }

@@ -43,6 +43,7 @@ type Observer struct {
 	errMsg         string
 	errEvent       bool
 	done           bool
+	doneAt         time.Time
 	bytes          int64
 
 	line     []byte // an SSE line split across writes
@@ -166,7 +167,7 @@ func (o *Observer) event(ev StreamEvent, now time.Time) {
 	}
 	switch {
 	case ev.Done:
-		o.done = true
+		o.done, o.doneAt = true, now
 		return
 	case ev.Error:
 		if !o.errEvent {
@@ -253,9 +254,11 @@ type Result struct {
 	StreamError string
 	ErrorEvent  bool
 	// Complete is set when the response ended as the protocol says it should:
-	// [DONE] for a stream, a whole JSON document otherwise.
-	Complete bool
-	Bytes    int64
+	// [DONE] for a stream, a whole JSON document otherwise. For a stream,
+	// CompletedAfter is when [DONE] came: what follows is framing.
+	Complete       bool
+	CompletedAfter time.Duration
+	Bytes          int64
 }
 
 // Finish closes the observation at now.
@@ -280,6 +283,9 @@ func (o *Observer) Finish(now time.Time) Result {
 	}
 	if !o.headerAt.IsZero() {
 		r.TimeToHeaders = o.headerAt.Sub(o.start)
+	}
+	if !o.doneAt.IsZero() {
+		r.CompletedAfter = o.doneAt.Sub(o.start)
 	}
 	switch {
 	case o.sse && o.events > 0:
