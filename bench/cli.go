@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/llmgate/llmgate/internal/cli"
 )
 
 // Main is the `llmgate bench` command: `llmgate bench [flags]` runs a
@@ -57,14 +59,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.Capacity.Headroom, "headroom", cfg.Capacity.Headroom, "capacity plan: spare fraction added to the instance count")
 	jsonPath := fs.String("json", "", "write the full result as JSON to this file")
 	quiet := fs.Bool("quiet", false, "no progress output")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
+	if help, err := cli.ParseFlags(fs, args); help || err != nil {
+		if err != nil && fs.NArg() > 0 {
+			err = fmt.Errorf("bench: %w (a subcommand? only \"compare\" exists)", err)
 		}
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench: unexpected arguments %q (a subcommand? only \"compare\" exists)", fs.Args())
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/llmgate/llmgate/internal/cli"
 )
 
 // ErrCritical is what Main returns after writing a report with a critical
@@ -40,14 +42,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&opts.Timeout, "timeout", DefaultTimeout, "limit for each source")
 	asJSON := fs.Bool("json", false, "write JSON (the snapshot and findings) instead of Markdown")
 	out := fs.String("out", "", "write the report to this file instead of stdout")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if help, err := cli.ParseFlags(fs, args); help || err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if opts.Timeout <= 0 {
 		return errors.New("--timeout must be positive")

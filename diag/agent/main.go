@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/llmgate/llmgate/diag"
+	"github.com/llmgate/llmgate/internal/cli"
 )
 
 // Main is the `llmgate agent` command: it parses args (without the command name),
@@ -40,14 +41,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := fs.String("root", "/", "filesystem root holding /proc and /sys (the host's root mounted in a container)")
 	kmsg := fs.String("kmsg", "/dev/kmsg", "kernel log to read Xid errors from; empty to skip")
 	once := fs.Bool("once", false, "collect once, print the /diag JSON to stdout and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if help, err := cli.ParseFlags(fs, args); help || err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if *interval <= 0 || *timeout <= 0 {
 		return errors.New("--interval and --timeout must be positive")
