@@ -51,6 +51,9 @@ http://%s {
 	handle /metrics {
 		metrics
 	}
+	handle /llm/health {
+		llm_health
+	}
 	llm {
 		%s
 	}
@@ -394,6 +397,19 @@ func TestPatternsThroughGateway(t *testing.T) {
 	}
 	if err := json.NewDecoder(health.Body).Decode(&fr); err != nil || fr.Patterns == nil || len(fr.Patterns.HeavyKeys) != 2 {
 		t.Fatalf("health report patterns: %+v %v", fr.Patterns, err)
+	}
+
+	// The page for browsers renders with patterns in it.
+	req, _ := http.NewRequest(http.MethodGet, g.url+"/llm/health", nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	page, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer page.Body.Close()
+	html, _ := io.ReadAll(page.Body)
+	if page.StatusCode != http.StatusOK || !strings.Contains(string(html), "<h1>llmgate fleet</h1>") || !strings.HasSuffix(strings.TrimSpace(string(html)), "</html>") {
+		t.Fatalf("health page: %d\n%s", page.StatusCode, html)
 	}
 }
 
