@@ -177,15 +177,14 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 
 	requestsTotal.WithLabelValues(backend, model, strconv.Itoa(code), outcome).Inc()
 	if ok {
-		labels := prometheus.Labels{"backend": backend, "model": model}
 		if res.TTFT > 0 {
-			ttftSeconds.With(labels).Observe(res.TTFT.Seconds())
+			ttftSeconds.WithLabelValues(backend, model).Observe(res.TTFT.Seconds())
 		}
-		e2eSeconds.With(labels).Observe(res.Duration.Seconds())
-		promptTokens.With(labels).Observe(float64(prompt))
-		outputTokens.With(labels).Observe(float64(output))
+		e2eSeconds.WithLabelValues(backend, model).Observe(res.Duration.Seconds())
+		promptTokens.WithLabelValues(backend, model).Observe(float64(prompt))
+		outputTokens.WithLabelValues(backend, model).Observe(float64(output))
 		if res.Stalls > 0 {
-			streamStalls.With(labels).Add(float64(res.Stalls))
+			streamStalls.WithLabelValues(backend, model).Add(float64(res.Stalls))
 		}
 	}
 
