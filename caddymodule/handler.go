@@ -135,7 +135,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	c.req = req
 	c.promptEstimate = h.fleet.estimator.Estimate(req)
-	maxModelLen, re := h.checkModel(req)
+	maxModelLen, listed, re := h.checkModel(req)
+	c.metricModel = unlistedModel
+	if listed {
+		c.metricModel = req.Model
+	}
 	if re != nil {
 		refuse(w, re)
 		return nil
@@ -197,18 +201,19 @@ func (h *Handler) clientKey(r *http.Request) string {
 // checkModel refuses a model no backend lists (404) and a request whose prompt
 // estimate plus max_tokens exceeds the model's context (400), from the backends'
 // own /v1/models. While no list has been read it refuses nothing. It returns the
-// model's context length (0 when unknown) for the token reservation.
-func (h *Handler) checkModel(req *traffic.Request) (int, *traffic.RequestError) {
+// model's context length (0 when unknown) for the token reservation, and
+// whether a backend lists the model.
+func (h *Handler) checkModel(req *traffic.Request) (maxLen int, listed bool, re *traffic.RequestError) {
 	if req.Model == "" {
-		return 0, nil
+		return 0, false, nil
 	}
 	maxLen, listed, anyListed := h.fleet.monitor.ModelInfo(req.Model)
 	if anyListed && !listed {
-		return 0, traffic.ModelNotFound(req.Model)
+		return 0, false, traffic.ModelNotFound(req.Model)
 	}
 	// A completions batch is checked by its longest prompt: each prompt is a
 	// sequence of its own.
-	return maxLen, traffic.CheckContext(req, req.EstimatedLongestPrompt, maxLen)
+	return maxLen, listed, traffic.CheckContext(req, req.EstimatedLongestPrompt, maxLen)
 }
 
 // UnmarshalCaddyfile sets up the handler:

@@ -16,10 +16,16 @@ import (
 	"github.com/llmgate/llmgate/traffic"
 )
 
+// unlistedModel labels requests for models no backend's /v1/models names (while
+// no list has been read, or for backends without one): a client's model string
+// must not mint metric series.
+const unlistedModel = "unlisted"
+
 // call is one admitted completion request on its way through the handler.
 type call struct {
 	start          time.Time
 	req            *traffic.Request
+	metricModel    string // the model label: listed models only
 	key            string // hashed
 	promptEstimate int
 	ticket         *limiter.Ticket // nil without limits
@@ -53,7 +59,7 @@ func newObservingWriter(w http.ResponseWriter, r *http.Request, c *call, stallAf
 	ow.ResponseWriter, ow.r = w, r
 	ow.obs.StallAfter = stallAfter
 	ow.obs.Reset(c.start)
-	ow.model = c.req.Model
+	ow.model = c.metricModel
 	return ow
 }
 
@@ -163,7 +169,7 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 	}
 	code := statusOf(res, err)
 	outcome := outcomeOf(res, ow, err, panicked)
-	model := c.req.Model
+	model := c.metricModel
 	ok := code >= 200 && code < 300
 
 	prompt := res.PromptTokens
@@ -202,7 +208,7 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 	}
 
 	if extra, _ := ow.r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); extra != nil {
-		extra.Add(zap.String("llm_model", model))
+		extra.Add(zap.String("llm_model", c.req.Model))
 		extra.Add(zap.String("llm_backend", backend))
 		extra.Add(zap.Bool("llm_stream", res.Stream))
 		if c.key != "" {

@@ -65,6 +65,21 @@ http://%s {
 	return g
 }
 
+// waitModels waits until every backend's /v1/models has been read, so requests
+// are labelled by their model rather than "unlisted".
+func (g *observedGateway) waitModels(t *testing.T, addrs ...string) {
+	t.Helper()
+	eventually(t, "the backends' model lists", func() (bool, string) {
+		r, _, raw := getReport(t, "http://"+g.admin+"/llm/backends")
+		for _, a := range addrs {
+			if b, ok := findBackend(r, a); !ok || len(b.Models) == 0 {
+				return false, raw
+			}
+		}
+		return true, ""
+	})
+}
+
 // accessLog returns the access log's entries for completion requests.
 func (g *observedGateway) accessLog(t *testing.T) []map[string]any {
 	t.Helper()
@@ -163,6 +178,7 @@ func TestObservedTTFTAgreesWithSim(t *testing.T) {
 	g := startObservedGateway(t, `limit {http.request.header.Authorization} {
 			tokens 100k/h
 		}`, inst.Addr())
+	g.waitModels(t, inst.Addr())
 	const refillPerSec = 100000.0 / 3600
 	backend := inst.Addr()
 	count0, sum0 := histogramOf(t, ttftSeconds, backend, "m")
@@ -258,6 +274,7 @@ func TestObservedFailures(t *testing.T) {
 	// Each run loads a new config, which replaces the previous gateway.
 	run := func(inst *sim.Instance, leaveEarly bool) map[string]any {
 		g := startObservedGateway(t, "", inst.Addr())
+		g.waitModels(t, inst.Addr())
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		resp := postJSON(t, ctx, g.url+"/v1/completions", body)
@@ -343,8 +360,12 @@ func TestStreamNotBuffered(t *testing.T) {
 	if got != events {
 		t.Fatalf("got %d events before the stream ended, want %d (the gateway held events back)", got, events)
 	}
-	if e := g.waitLogged(t, 1)[0]; e["llm_outcome"] != "ok" || e["llm_output_tokens"] != float64(events) {
+	if e := g.waitLogged(t, 1)[0]; e["llm_outcome"] != "ok" || e["llm_output_tokens"] != float64(events) || e["llm_model"] != "m" {
 		t.Fatalf("access log: %v", e)
+	}
+	// This backend lists no models: the client's model string names no series.
+	if n := counterOf(t, requestsTotal, ln.Addr().String(), unlistedModel, "200", outcomeOK); n != 1 {
+		t.Fatalf("requests labelled unlisted: %v", n)
 	}
 }
 

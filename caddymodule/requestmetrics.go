@@ -4,8 +4,9 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Per-request metrics, labelled by backend and model. Both label sets are bounded:
 // backends by the configuration, models by what backends list in /v1/models
-// (requests for models nobody lists are refused with 404 before they get here,
-// and the model label is "" when a request names none).
+// (requests for models nobody lists are refused with 404 before they get here;
+// while no list is known, and for requests that name no model, the label is
+// "unlisted").
 //
 // Buckets follow vLLM's own histograms (vllm/v1/metrics/loggers.py), so the
 // gateway's view and each backend's can be compared bucket by bucket.
