@@ -184,7 +184,7 @@ func TestObservedTTFTAgreesWithSim(t *testing.T) {
 	count0, sum0 := histogramOf(t, ttftSeconds, backend, "m")
 	out0, _ := histogramOf(t, outputTokens, backend, "m")
 
-	const n = 12
+	const n = 16
 	var remaining, usage []int64
 	var admitted []time.Time
 	for i := range n {
@@ -229,6 +229,11 @@ func TestObservedTTFTAgreesWithSim(t *testing.T) {
 	}
 	if out, _ := histogramOf(t, outputTokens, backend, "m"); out-out0 != n {
 		t.Errorf("output token observations %d, want %d", out-out0, n)
+	}
+
+	// Eight usage reports calibrate the model's prompt-token estimate.
+	if _, trusted := currentFleet().estimator.Ratio("m"); !trusted {
+		t.Error("the backend's usage did not calibrate the estimator")
 	}
 
 	entries := g.accessLog(t)
