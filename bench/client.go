@@ -38,6 +38,9 @@ type outcome struct {
 	errKey       string // "" for success
 	errMsg       string
 	backend      string
+	// backOff is how long a polite client waits before its next request
+	// after a 429 or 503: the Retry-After the server gave, else a little.
+	backOff time.Duration
 	// incomplete: cut off by the end of the run (drain timeout or the
 	// caller's context), neither a success nor the target's fault.
 	incomplete bool
@@ -142,6 +145,9 @@ func (c *client) do(runCtx context.Context, body []byte, o *outcome, obs *stream
 		o.errMsg = errorMessage(resp.Body)
 		o.end = time.Now()
 		o.errKey = "http_" + strconv.Itoa(resp.StatusCode)
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			o.backOff = backOff(resp.Header.Get("Retry-After"))
+		}
 		return
 	}
 	if c.stream {
@@ -173,6 +179,23 @@ func (c *client) readStream(runCtx, ctx context.Context, body io.Reader, o *outc
 	default:
 		o.errKey, o.errMsg = ErrStreamCut, "stream ended without data: [DONE]"
 	}
+}
+
+// minBackOff is the wait after a refusal without Retry-After; maxBackOff caps
+// what a server may ask, so one odd header cannot idle a worker for the run.
+const (
+	minBackOff = 50 * time.Millisecond
+	maxBackOff = 10 * time.Second
+)
+
+// backOff reads Retry-After in seconds (OpenAI and llmgate send seconds; an
+// HTTP date is read as "no advice").
+func backOff(retryAfter string) time.Duration {
+	secs, err := strconv.ParseFloat(retryAfter, 64)
+	if err != nil || secs <= 0 {
+		return minBackOff
+	}
+	return min(max(time.Duration(secs*float64(time.Second)), minBackOff), maxBackOff)
 }
 
 // maxWholeBody bounds a non-streamed answer; a max_tokens-long completion

@@ -212,16 +212,27 @@ func (r *runner) admit(t time.Time) (counted, ok bool) {
 }
 
 // worker is one closed-loop client: the next request starts when the
-// previous one ends.
+// previous one ends, or, after a 429 or 503, once the server's Retry-After
+// has passed: a client that retries refusals at once measures how fast the
+// target can refuse, not what it serves.
 func (r *runner) worker() {
 	obs := new(streamObs)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for r.issueCtx.Err() == nil {
 		counted, ok := r.admit(time.Now())
 		if !ok {
 			return
 		}
 		storeMax(&r.peakInflight, r.inflight.Add(1))
-		r.send(counted, obs)
+		if wait := r.send(counted, obs); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-r.issueCtx.Done():
+				return
+			}
+		}
 	}
 }
 
@@ -267,11 +278,13 @@ func (r *runner) arrivals() {
 }
 
 // send runs one request, already counted in flight by its caller so that
-// the open loop's bound is exact.
-func (r *runner) send(counted bool, obs *streamObs) {
+// the open loop's bound is exact, and returns how long to back off before the
+// next one (zero unless the target refused with 429 or 503).
+func (r *runner) send(counted bool, obs *streamObs) time.Duration {
 	body, _ := r.wl.body(r.next.Add(1) - 1)
 	o := outcome{counted: counted}
 	r.cl.do(r.runCtx, body, &o, obs)
 	r.inflight.Add(-1)
 	r.col.record(&o)
+	return o.backOff
 }

@@ -208,3 +208,31 @@ func TestConnectAndTimeoutErrors(t *testing.T) {
 		t.Fatalf("hanging stream: errors = %v, want timeout", res.Errors)
 	}
 }
+
+// TestClosedLoopHonoursRetryAfter: a closed-loop worker refused with 429 waits
+// the server's Retry-After before its next request instead of hammering. The
+// bound is an upper one, which a slow machine only makes easier to meet.
+func TestClosedLoopHonoursRetryAfter(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Header().Set("Retry-After", "0.25")
+		w.WriteHeader(http.StatusTooManyRequests)
+		w.Write([]byte(`{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}`))
+	}))
+	defer srv.Close()
+	cfg := testConfig(srv.URL)
+	cfg.Requests, cfg.Duration = 0, time.Second
+	res := mustRun(t, cfg)
+	if res.Errors["http_429"] == 0 || n.Load() > 6 {
+		t.Fatalf("%d requests in 1 s with Retry-After 0.25 s (errors %v)", n.Load(), res.Errors)
+	}
+	for _, tc := range []struct {
+		header string
+		want   time.Duration
+	}{{"2", 2 * time.Second}, {"0.5", 500 * time.Millisecond}, {"", minBackOff}, {"Wed, 21 Oct 2026 07:28:00 GMT", minBackOff}, {"3600", maxBackOff}} {
+		if got := backOff(tc.header); got != tc.want {
+			t.Errorf("backOff(%q) = %v, want %v", tc.header, got, tc.want)
+		}
+	}
+}
