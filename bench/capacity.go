@@ -133,6 +133,28 @@ func PlanCapacity(r *Result, in CapacityInput) *CapacityPlan {
 	return p
 }
 
+// LivePlan is one model's capacity plan from live traffic, as the gateway's
+// llm_health shows it: the reasoning of PlanCapacity applied to what the
+// gateway served over Window. Each instance serving the model is held at the
+// operating point it ran at, so the rate it sustained is a lower bound of what
+// it sustains at the SLO when the SLO was met, and an upper bound when not.
+type LivePlan struct {
+	Model          string  `json:"model"`
+	Window         string  `json:"window"`
+	Requests       int64   `json:"requests"`
+	RequestsPerSec float64 `json:"requests_per_sec"`
+	Instances      int     `json:"instances"`
+	PerInstanceRPS float64 `json:"per_instance_rps"`
+	TTFTP99Seconds float64 `json:"ttft_p99_seconds"`
+
+	SLOTTFTP99Seconds float64 `json:"slo_ttft_p99_seconds,omitempty"`
+	SLOMet            *bool   `json:"slo_met,omitempty"`
+	TargetQPS         float64 `json:"target_qps,omitempty"`
+	Headroom          float64 `json:"headroom,omitempty"`
+	RequiredInstances int     `json:"required_instances,omitempty"`
+	Note              string  `json:"note,omitempty"`
+}
+
 // RequiredInstances is the fleet size for targetQPS when each instance serves
 // perInstanceRPS at the operating point measured, plus headroom. It is
 // PlanCapacity's formula with E2E cancelled out (target × E2E / C, where

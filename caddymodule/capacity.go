@@ -22,42 +22,19 @@ type CapacityConfig struct {
 	Headroom   float64        `json:"headroom,omitempty"`
 }
 
-// liveCapacity is one model's plan from the last 15 minutes of traffic, the
-// same reasoning as `llmgate bench --slo-ttft-p99 --target-qps` (bench.PlanCapacity)
-// applied to what the gateway served: each instance serving the model is held
-// at the operating point it ran at, so the rate it sustained is a lower bound
-// of what it sustains at the SLO when the SLO was met, and an upper bound when
-// it was not.
-type liveCapacity struct {
-	Model          string  `json:"model"`
-	Window         string  `json:"window"`
-	Requests       int64   `json:"requests"`
-	RequestsPerSec float64 `json:"requests_per_sec"`
-	Instances      int     `json:"instances"`
-	PerInstanceRPS float64 `json:"per_instance_rps"`
-	TTFTP99Seconds float64 `json:"ttft_p99_seconds"`
-
-	SLOTTFTP99Seconds float64 `json:"slo_ttft_p99_seconds,omitempty"`
-	SLOMet            *bool   `json:"slo_met,omitempty"`
-	TargetQPS         float64 `json:"target_qps,omitempty"`
-	Headroom          float64 `json:"headroom,omitempty"`
-	RequiredInstances int     `json:"required_instances,omitempty"`
-	Note              string  `json:"note,omitempty"`
-}
-
 // capacityWindow is the patterns window the plan reads: long enough to smooth
 // bursts, short enough to follow the day.
 const capacityWindow = "15m"
 
 // planCapacity sizes each model's fleet from the pattern windows and the
 // backends in rotation that serve it.
-func planCapacity(f *fleet, cfg *CapacityConfig, patterns traffic.PatternReport, now time.Time) []liveCapacity {
+func planCapacity(f *fleet, cfg *CapacityConfig, patterns traffic.PatternReport, now time.Time) []bench.LivePlan {
 	// The window covers at most the time the gateway has been observing.
 	span := min(15*time.Minute, now.Sub(f.startedAt))
 	if span < time.Minute {
 		return nil
 	}
-	var out []liveCapacity
+	var out []bench.LivePlan
 	for _, m := range patterns.Models {
 		var w *traffic.WindowStats
 		for i := range m.Windows {
@@ -68,7 +45,7 @@ func planCapacity(f *fleet, cfg *CapacityConfig, patterns traffic.PatternReport,
 		if w == nil || w.Requests == 0 {
 			continue
 		}
-		c := liveCapacity{Model: m.Model, Window: capacityWindow, Requests: w.Requests,
+		c := bench.LivePlan{Model: m.Model, Window: capacityWindow, Requests: w.Requests,
 			RequestsPerSec: float64(w.Requests) / span.Seconds(), TTFTP99Seconds: w.TTFTSeconds.P99,
 			Instances: instancesServing(f, m.Model, now)}
 		if c.Instances == 0 {

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"time"
 
+	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
 	"github.com/llmgate/llmgate/traffic"
@@ -18,7 +19,7 @@ type fleetReport struct {
 	// the fleet's state, so a TTFT change and its cause are read together.
 	Patterns *traffic.PatternReport `json:"patterns,omitempty"`
 	// Capacity sizes the fleet per model from the last 15 minutes' traffic.
-	Capacity []liveCapacity `json:"capacity,omitempty"`
+	Capacity []bench.LivePlan `json:"capacity,omitempty"`
 }
 
 type fleetSummary struct {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
 	"github.com/llmgate/llmgate/traffic"
@@ -87,6 +88,9 @@ func Findings(s *Snapshot) []Finding {
 	}
 	if s.Patterns != nil {
 		f.patterns(s.Patterns)
+	}
+	if s.Fleet != nil {
+		f.capacity(s.Fleet.Capacity)
 	}
 	if s.Metrics != nil {
 		f.metrics(s.Metrics)
@@ -270,6 +274,35 @@ func backendEvidence(b *Backend, kind, reason string) []string {
 		ev = append(ev, gpuLine(g))
 	}
 	return ev
+}
+
+// capacity turns the gateway's live capacity plans into findings: a TTFT p99
+// over its SLO is a warning, a fleet smaller than the target needs is info
+// (the target is a plan, not today's load).
+func (f *findings) capacity(plans []bench.LivePlan) {
+	for _, p := range plans {
+		ev := []string{fmt.Sprintf("%d instances serve %.2f req/s (%.2f each) over the last %s; TTFT p99 %.2f s",
+			p.Instances, p.RequestsPerSec, p.PerInstanceRPS, p.Window, p.TTFTP99Seconds)}
+		if p.RequiredInstances > 0 {
+			ev = append(ev, fmt.Sprintf("%.0f req/s with %.0f%% headroom needs %d instances at this operating point",
+				p.TargetQPS, p.Headroom*100, p.RequiredInstances))
+		}
+		if p.Note != "" {
+			ev = append(ev, p.Note)
+		}
+		switch {
+		case p.SLOMet != nil && !*p.SLOMet:
+			f.add(Finding{Severity: Warning, Subject: SubjectModel, Name: p.Model, Reason: "slo_missed",
+				Title:    fmt.Sprintf("model %s: TTFT p99 %.2f s is over the %.2f s target", p.Model, p.TTFTP99Seconds, p.SLOTTFTP99Seconds),
+				Detail:   "the instances serving it carry more than they can at the SLO",
+				Evidence: ev,
+				Check:    "more instances (the count below is a lower bound), degraded backends, prompt-length shifts"})
+		case p.RequiredInstances > p.Instances:
+			f.add(Finding{Severity: Info, Subject: SubjectModel, Name: p.Model, Reason: "capacity_short",
+				Title:    fmt.Sprintf("model %s: %d instances for the %.0f req/s target, %d serve now", p.Model, p.RequiredInstances, p.TargetQPS, p.Instances),
+				Evidence: ev})
+		}
+	}
 }
 
 func (f *findings) patterns(p *traffic.PatternReport) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
 	"github.com/llmgate/llmgate/traffic"
@@ -131,6 +132,27 @@ func TestFindings(t *testing.T) {
 	}{
 		{name: "nil snapshot", snap: nil, zero: true},
 		{name: "healthy fleet", snap: snap(fleetOf(healthy(a), healthy(b))), zero: true},
+		{
+			name: "live capacity: a missed SLO warns, a short fleet informs, a met plan is quiet",
+			snap: snap(func() *FleetReport {
+				fr := fleetOf(healthy(a), healthy(b))
+				met, missed := true, false
+				fr.Capacity = []bench.LivePlan{
+					{Model: "llama", Window: "15m", Instances: 2, RequestsPerSec: 4, PerInstanceRPS: 2, TTFTP99Seconds: 4.2,
+						SLOTTFTP99Seconds: 3, SLOMet: &missed, TargetQPS: 10, Headroom: 0.2, RequiredInstances: 6},
+					{Model: "qwen", Window: "15m", Instances: 2, RequestsPerSec: 4, PerInstanceRPS: 2, TTFTP99Seconds: 1,
+						SLOTTFTP99Seconds: 3, SLOMet: &met, TargetQPS: 10, Headroom: 0.2, RequiredInstances: 6},
+					{Model: "small", Window: "15m", Instances: 2, RequestsPerSec: 40, PerInstanceRPS: 20, TTFTP99Seconds: 1,
+						SLOTTFTP99Seconds: 3, SLOMet: &met, TargetQPS: 10, Headroom: 0.2, RequiredInstances: 1},
+				}
+				return fr
+			}()),
+			want: []want{
+				{sev: Warning, subject: SubjectModel, name: "llama", reason: "slo_missed", title: "TTFT p99 4.20 s is over the 3.00 s target", text: "needs 6 instances"},
+				{sev: Info, name: "qwen", reason: "capacity_short", title: "6 instances for the 10 req/s target, 2 serve now"},
+			},
+			count: 2,
+		},
 		{
 			name:  "degraded backend: reason explained, GPU evidence, what to check",
 			snap:  snap(fleetOf(healthy(a), thermal)),

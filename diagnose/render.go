@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/llmgate/llmgate/bench"
 )
 
 // Report is a Snapshot with its Findings: what --json writes, findings first.
@@ -49,6 +51,9 @@ func (r Report) Markdown(w io.Writer) error {
 	}
 	if r.Patterns != nil {
 		m.patterns(r)
+	}
+	if r.Fleet != nil && len(r.Fleet.Capacity) > 0 {
+		m.capacity(r.Fleet.Capacity)
 	}
 	if r.Metrics != nil {
 		m.counters(r.Metrics)
@@ -194,6 +199,22 @@ func (m *mdWriter) patterns(r Report) {
 			return []string{keyName(k.Key), strconv.FormatInt(k.Tokens, 10), strconv.FormatInt(k.Requests, 10), fmt.Sprintf("%.1f%%", k.Share*100)}
 		})
 	}
+}
+
+func (m *mdWriter) capacity(plans []bench.LivePlan) {
+	m.p("## Capacity (live)\n\n")
+	m.table([]string{"model", "window", "req/s", "instances", "req/s each", "TTFT p99", "SLO", "target req/s", "needed"}, len(plans), func(i int) []string {
+		p := plans[i]
+		slo, target, needed := "–", "–", "–"
+		if p.SLOMet != nil {
+			slo = fmt.Sprintf("%.2fs (%s)", p.SLOTTFTP99Seconds, map[bool]string{true: "met", false: "missed"}[*p.SLOMet])
+		}
+		if p.TargetQPS > 0 {
+			target, needed = fmt.Sprintf("%.0f", p.TargetQPS), fmt.Sprintf("%d", p.RequiredInstances)
+		}
+		return []string{p.Model, p.Window, fmt.Sprintf("%.2f", p.RequestsPerSec), fmt.Sprintf("%d", p.Instances),
+			fmt.Sprintf("%.2f", p.PerInstanceRPS), fmt.Sprintf("%.2fs", p.TTFTP99Seconds), slo, target, needed}
+	})
 }
 
 func (m *mdWriter) counters(mt *Metrics) {

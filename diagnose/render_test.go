@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/traffic"
 )
@@ -124,5 +125,20 @@ func TestMain(t *testing.T) {
 	}
 	if _, _, err := run("--help"); err != nil {
 		t.Errorf("--help: %v", err)
+	}
+}
+
+func TestMarkdownCapacity(t *testing.T) {
+	met := false
+	fr := fleetOf(healthy("10.0.0.1:8000"))
+	fr.Capacity = []bench.LivePlan{{Model: "llama", Window: "15m", Instances: 1, RequestsPerSec: 2, PerInstanceRPS: 2,
+		TTFTP99Seconds: 4, SLOTTFTP99Seconds: 3, SLOMet: &met, TargetQPS: 10, Headroom: 0.2, RequiredInstances: 6}}
+	var sb strings.Builder
+	if err := NewReport(snap(fr)).Markdown(&sb); err != nil {
+		t.Fatal(err)
+	}
+	out := sb.String()
+	if !strings.Contains(out, "## Capacity (live)") || !strings.Contains(out, "| llama | 15m | 2.00 | 1 | 2.00 | 4.00s | 3.00s (missed) | 10 | 6 |") {
+		t.Fatalf("no capacity table:\n%s", out)
 	}
 }

@@ -3,6 +3,7 @@ package diagnose
 import (
 	"time"
 
+	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
 	"github.com/llmgate/llmgate/traffic"
@@ -51,6 +52,7 @@ type FleetReport struct {
 	Summary     FleetSummary           `json:"summary"`
 	Backends    []Backend              `json:"backends"`
 	Patterns    *traffic.PatternReport `json:"patterns,omitempty"`
+	Capacity    []bench.LivePlan       `json:"capacity,omitempty"`
 }
 
 // FleetSummary counts backends by health and by rotation state.
