@@ -63,16 +63,20 @@ func newObservingWriter(w http.ResponseWriter, r *http.Request, c *call, stallAf
 	return ow
 }
 
-// release returns the writer for reuse, unless the response left it holding a
-// large buffer or it may still be referenced (a panicking handler below).
+// release returns the writer for reuse, without any buffer a large response
+// grew, unless it may still be referenced (a panicking handler below).
 func (ow *observingWriter) release(reusable bool) {
-	onGap := ow.obs.OnGap
-	*ow = observingWriter{obs: ow.obs}
-	ow.obs.OnGap = onGap
-	if reusable {
-		writerPool.Put(ow)
+	if !reusable {
+		return
 	}
+	ow.obs.TrimBuffers(pooledBufferMax)
+	*ow = observingWriter{obs: ow.obs}
+	writerPool.Put(ow)
 }
+
+// pooledBufferMax is the most an idle pooled writer keeps per buffer: a few
+// SSE lines, a short JSON answer.
+const pooledBufferMax = 64 << 10
 
 func (ow *observingWriter) WriteHeader(code int) {
 	// 1xx responses are interim; the observer wants the final status.

@@ -76,6 +76,16 @@ func (o *Observer) Reset(start time.Time) {
 		line: o.line[:0], data: o.data[:0], body: o.body[:0], tail: o.tail[:0]}
 }
 
+// TrimBuffers drops buffers that grew beyond max bytes, so an observer kept
+// for reuse does not hold on to one odd response's megabyte.
+func (o *Observer) TrimBuffers(max int) {
+	for _, b := range []*[]byte{&o.line, &o.data, &o.body, &o.tail} {
+		if cap(*b) > max {
+			*b = nil
+		}
+	}
+}
+
 // Header records the response status and whether it is an event stream.
 func (o *Observer) Header(status int, contentType string, now time.Time) {
 	o.status, o.headerAt = status, now

@@ -269,3 +269,22 @@ func BenchmarkObserverEvent(b *testing.B) {
 		o.Body(chunk, time.Now())
 	}
 }
+
+func TestObserverTrimBuffers(t *testing.T) {
+	var o Observer
+	o.Reset(t0)
+	o.Header(200, "application/json", t0)
+	o.Body(bytes.Repeat([]byte("x"), 200<<10), t0)
+	o.Finish(t0)
+	o.TrimBuffers(64 << 10)
+	if cap(o.body) != 0 {
+		t.Fatalf("kept a %d-byte body buffer", cap(o.body))
+	}
+	// Still usable afterwards.
+	o.Reset(t0)
+	o.Header(200, "text/event-stream", t0)
+	o.Body([]byte("data: {\"choices\":[{\"text\":\"a\"}]}\n\n"), t0)
+	if r := o.Finish(t0); r.ContentEvents != 1 {
+		t.Fatalf("after trim: %+v", r)
+	}
+}
