@@ -224,7 +224,10 @@ func TestObservedTTFTAgreesWithSim(t *testing.T) {
 	}
 	gwMean, simMean := (sum-sum0)/n, simSum/n
 	t.Logf("mean TTFT: gateway %.2f ms, sim %.2f ms", gwMean*1000, simMean*1000)
-	if gwMean < simMean || gwMean-simMean > 0.005 {
+	// The gateway's clock starts before the sim's and stops after it: its TTFT
+	// is never shorter, and longer by the hop (about a millisecond here; the
+	// bound leaves room for a CI machine running other packages' tests).
+	if gwMean < simMean || gwMean-simMean > 0.010 {
 		t.Errorf("gateway mean TTFT %.2f ms vs sim %.2f ms: want the sim's plus a few ms", gwMean*1000, simMean*1000)
 	}
 	if out, _ := histogramOf(t, outputTokens, backend, "m"); out-out0 != n {
