@@ -15,6 +15,7 @@ import (
 )
 
 func TestLimitPerKey(t *testing.T) {
+	freshLimiters(t)
 	s := startSim(t, nil)
 	gw := freeAddr(t)
 	loadCaddyfile(t, fmt.Sprintf(`{
@@ -99,6 +100,7 @@ func TestLimitCaddyfile(t *testing.T) {
 }
 
 func TestLimitTiersAndGlobalCaddyfile(t *testing.T) {
+	freshLimiters(t)
 	h := new(Handler)
 	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`llm {
 		limit {http.request.header.Authorization} {
@@ -158,4 +160,11 @@ func TestLimitTiersAndGlobalCaddyfile(t *testing.T) {
 			t.Errorf("%s: accepted", bad)
 		}
 	}
+}
+
+// freshLimiters forgets the process-wide limiters (kept across reloads by
+// design), so a test's buckets start full however often it runs.
+func freshLimiters(t *testing.T) {
+	limiters.Clear()
+	t.Cleanup(limiters.Clear)
 }

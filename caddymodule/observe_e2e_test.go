@@ -172,6 +172,7 @@ func postJSON(t *testing.T, ctx context.Context, url, body string, header ...str
 // the token counts, the access-log fields and that real usage settles the
 // token reservation.
 func TestObservedTTFTAgreesWithSim(t *testing.T) {
+	freshLimiters(t)
 	// Answers far shorter than max_tokens, so settling with the real usage
 	// shows against the reservation.
 	inst := startSim(t, func(c *sim.Config) { c.TimeScale, c.MeanOutputTokens = 1, 12 })
