@@ -18,6 +18,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	"github.com/llmgate/llmgate/diag"
+	"github.com/llmgate/llmgate/internal/testutil"
 	"github.com/llmgate/llmgate/sim"
 )
 
@@ -62,23 +63,6 @@ func loadCaddyfile(t testing.TB, caddyfile string) {
 		t.Fatalf("load: %v", err)
 	}
 	t.Cleanup(func() { caddy.Stop() })
-}
-
-// eventually polls cond until it holds or the deadline passes. The deadline is
-// generous: it bounds a hang, it does not measure speed.
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last state:\n%s", what, last)
 }
 
 func getReport(t *testing.T, url string) (diag.Report, int, string) {
@@ -215,7 +199,7 @@ http://%s {
 	if resp.StatusCode != 200 {
 		t.Fatalf("proxied request: %d %s", resp.StatusCode, body)
 	}
-	eventually(t, "three live, healthy backends", func() (bool, string) {
+	testutil.Eventually(t, "three live, healthy backends", func() (bool, string) {
 		r, code, raw := getReport(t, healthURL)
 		if code != 200 || r.Summary.Backends != 3 || r.Summary.Healthy != 3 {
 			return false, raw
@@ -249,7 +233,7 @@ http://%s {
 
 	expectReason := func(addr, state, reason string) {
 		t.Helper()
-		eventually(t, addr+" "+state+" "+reason, func() (bool, string) {
+		testutil.Eventually(t, addr+" "+state+" "+reason, func() (bool, string) {
 			r, _, raw := getReport(t, healthURL)
 			b, ok := findBackend(r, addr)
 			if !ok || b.State != state {

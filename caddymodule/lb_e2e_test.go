@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmgate/llmgate/internal/testutil"
 	"github.com/llmgate/llmgate/sim"
 )
 
@@ -212,7 +213,7 @@ func TestKVLeakDrainedAndRestored(t *testing.T) {
 		}`)
 	tl, stop := f.load(t, 9, 48)
 	leaky := f.addrs[1]
-	eventually(t, leaky+" drained", func() (bool, string) {
+	testutil.Eventually(t, leaky+" drained", func() (bool, string) {
 		s, raw := f.rotation(t, leaky)
 		return s == "draining" || s == "drained", raw
 	})
@@ -224,7 +225,7 @@ func TestKVLeakDrainedAndRestored(t *testing.T) {
 	fl := f.sims[1].Faults()
 	fl.KVLeak = 0
 	f.sims[1].SetFaults(fl)
-	eventually(t, leaky+" restored", func() (bool, string) {
+	testutil.Eventually(t, leaky+" restored", func() (bool, string) {
 		s, raw := f.rotation(t, leaky)
 		return s == "active", raw
 	})
@@ -262,7 +263,7 @@ func TestManualDrainLetsStreamsFinish(t *testing.T) {
 	if r := <-done; !r.ok() {
 		t.Fatalf("in-flight stream did not finish cleanly: %+v", r)
 	}
-	eventually(t, target+" drained", func() (bool, string) {
+	testutil.Eventually(t, target+" drained", func() (bool, string) {
 		s, raw := f.rotation(t, target)
 		return s == "drained", raw
 	})
@@ -287,7 +288,7 @@ func TestModelAwareRouting(t *testing.T) {
 			c.Model, c.LoRAs = "model-b", nil
 		}
 	}, "")
-	eventually(t, "models read", func() (bool, string) {
+	testutil.Eventually(t, "models read", func() (bool, string) {
 		fl := currentFleet()
 		for _, a := range f.addrs {
 			if _, known := fl.monitor.Serves(a, "model-a"); !known {
@@ -372,7 +373,7 @@ http://%s {
 	if refused.Load() == 0 {
 		t.Fatal("no request reached the refusing backend: the retry path was not exercised")
 	}
-	eventually(t, "no leases left", func() (bool, string) {
+	testutil.Eventually(t, "no leases left", func() (bool, string) {
 		for _, b := range currentFleet().pool.Backends() {
 			if b.InFlight() != 0 {
 				return false, fmt.Sprintf("%s has %d in flight", b.Addr, b.InFlight())
@@ -420,7 +421,7 @@ http://%s {
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	eventually(t, "the dynamic backend scraped", func() (bool, string) {
+	testutil.Eventually(t, "the dynamic backend scraped", func() (bool, string) {
 		r, _, raw := getReport(t, "http://"+gw+"/llm/health")
 		b, ok := findBackend(r, s.Addr())
 		return ok && !b.Stale && b.KVCacheUsage != nil, raw

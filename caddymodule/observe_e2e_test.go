@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/llmgate/llmgate/internal/testutil"
 	"github.com/llmgate/llmgate/limiter"
 	"github.com/llmgate/llmgate/sim"
 	"github.com/llmgate/llmgate/traffic"
@@ -69,7 +70,7 @@ http://%s {
 // are labelled by their model rather than "unlisted".
 func (g *observedGateway) waitModels(t *testing.T, addrs ...string) {
 	t.Helper()
-	eventually(t, "the backends' model lists", func() (bool, string) {
+	testutil.Eventually(t, "the backends' model lists", func() (bool, string) {
 		r, _, raw := getReport(t, "http://"+g.admin+"/llm/backends")
 		for _, a := range addrs {
 			if b, ok := findBackend(r, a); !ok || len(b.Models) == 0 {
@@ -103,7 +104,7 @@ func (g *observedGateway) accessLog(t *testing.T) []map[string]any {
 func (g *observedGateway) waitLogged(t *testing.T, n int) []map[string]any {
 	t.Helper()
 	var entries []map[string]any
-	eventually(t, fmt.Sprintf("%d access-log entries", n), func() (bool, string) {
+	testutil.Eventually(t, fmt.Sprintf("%d access-log entries", n), func() (bool, string) {
 		entries = g.accessLog(t)
 		return len(entries) >= n, fmt.Sprint(len(entries))
 	})
@@ -501,7 +502,7 @@ http://%s {
 			}
 		}()
 	}
-	eventually(t, "the slow backend to be degraded by ttft_outlier", func() (bool, string) {
+	testutil.Eventually(t, "the slow backend to be degraded by ttft_outlier", func() (bool, string) {
 		r, _, raw := getReport(t, "http://"+admin+"/llm/backends")
 		b, ok := findBackend(r, slow)
 		return ok && b.State == "degraded" && len(b.Reasons) == 1 && strings.HasPrefix(b.Reasons[0], "ttft_outlier "), raw

@@ -12,6 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/llmgate/llmgate/internal/testutil"
 	"github.com/llmgate/llmgate/sim"
 )
 
@@ -43,7 +44,7 @@ func TestAdmissionQueue(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, "the backend to report a long queue", func() (bool, string) {
+	testutil.Eventually(t, "the backend to report a long queue", func() (bool, string) {
 		r, _, raw := getReport(t, "http://"+g.admin+"/llm/backends")
 		b, ok := findBackend(r, inst.Addr())
 		return ok && b.Waiting != nil && *b.Waiting >= 16, raw
@@ -69,7 +70,7 @@ func TestAdmissionQueue(t *testing.T) {
 	// leaves: the client sees only a delay.
 	done := make(chan *http.Response, 1)
 	go func() { done <- postJSON(t, context.Background(), g.url+"/v1/completions", body) }()
-	eventually(t, "the request to queue", func() (bool, string) {
+	testutil.Eventually(t, "the request to queue", func() (bool, string) {
 		var m dto.Metric
 		admissionQueued.Write(&m)
 		return m.GetGauge().GetValue() == 1, fmt.Sprint(m.GetGauge().GetValue())

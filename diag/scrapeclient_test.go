@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/testutil"
 )
 
 // readAll is a parse func that keeps the body, read through the same bound as
@@ -275,16 +277,6 @@ func newCountingServer(t *testing.T, h http.Handler) *countingServer {
 	return s
 }
 
-// waitFor polls cond for a generous while: a correctness wait, not a timing claim.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-	}
-}
-
 var metricsPage = v1Page(1, "m", true)
 
 func pageHandler() http.Handler {
@@ -331,7 +323,7 @@ func TestScrapeClientReusesConnections(t *testing.T) {
 			go func() { m.Run(ctx); close(done) }()
 			cancel()
 			<-done
-			waitFor(t, "the idle connection to close when Run stops", func() bool { return srv.closed.Load() == 1 })
+			testutil.WaitFor(t, "the idle connection to close when Run stops", func() bool { return srv.closed.Load() == 1 })
 		})
 	}
 }
@@ -346,7 +338,7 @@ func TestScrapeClientRecoversFromClosedIdleConnections(t *testing.T) {
 	m.ScrapeOnce(context.Background())
 	for i := range 3 {
 		srv.CloseClientConnections()
-		waitFor(t, "the server to close", func() bool { return srv.closed.Load() == int64(i+1) })
+		testutil.WaitFor(t, "the server to close", func() bool { return srv.closed.Load() == int64(i+1) })
 		m.ScrapeOnce(context.Background())
 		v, _ := m.Backend(addr)
 		if v.Failures != 0 || v.ErrorCounts[SourceMetrics] != 0 {
@@ -387,14 +379,14 @@ func TestScrapeClientHangingServerTimesOut(t *testing.T) {
 	// Cancelling the scrape ends it too, however long its timeout.
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		waitFor(t, "the second request", func() bool { return srv.opened.Load() == 2 })
+		testutil.WaitFor(t, "the second request", func() bool { return srv.opened.Load() == 2 })
 		cancel()
 	}()
 	err = c.get(ctx, time.Now().Add(time.Hour), time.Hour, srv.URL+"/metrics", readAll(&body))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)
 	}
-	waitFor(t, "both connections to close", func() bool { return srv.closed.Load() == 2 })
+	testutil.WaitFor(t, "both connections to close", func() bool { return srv.closed.Load() == 2 })
 }
 
 // rawServer answers every connection with answer and counts connections.
@@ -557,7 +549,7 @@ func TestScrapeClientClosesIdleConnections(t *testing.T) {
 	}
 	get()
 	c.forget(addr)
-	waitFor(t, "forget to close", func() bool { return srv.closed.Load() == 1 })
+	testutil.WaitFor(t, "forget to close", func() bool { return srv.closed.Load() == 1 })
 	get()
 	c.sweep(time.Now()) // not idle long enough
 	get()
@@ -565,5 +557,5 @@ func TestScrapeClientClosesIdleConnections(t *testing.T) {
 		t.Fatalf("%d connections, want 2", n)
 	}
 	c.sweep(time.Now().Add(2 * time.Minute))
-	waitFor(t, "sweep to close", func() bool { return srv.closed.Load() == 2 })
+	testutil.WaitFor(t, "sweep to close", func() bool { return srv.closed.Load() == 2 })
 }

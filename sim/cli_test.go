@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/testutil"
 )
 
 // lockedBuffer lets the test read what Main writes from another goroutine.
@@ -43,7 +45,7 @@ func TestMainServesInstances(t *testing.T) {
 	}()
 	urlRE := regexp.MustCompile(`(?m)^sim (\d): (http://\S+)`)
 	var urls []string
-	waitFor(t, "three instances", func() bool {
+	testutil.WaitFor(t, "three instances", func() bool {
 		m := urlRE.FindAllStringSubmatch(out.String(), -1)
 		urls = urls[:0]
 		for _, x := range m {
@@ -143,11 +145,11 @@ func TestCloseLeaksNothing(t *testing.T) {
 		}()
 	}
 	request("POST", "/v1/completions", `{"prompt":"long","max_tokens":5000,"ignore_eos":true,"stream":true}`)
-	waitFor(t, "a running stream", func() bool { return in.eng.busy.Load() })
+	testutil.WaitFor(t, "a running stream", func() bool { return in.eng.busy.Load() })
 	in.SetFaults(Faults{Hang: true, Metrics: MetricsHang})
 	request("POST", "/v1/chat/completions", chatBody("hi", ""))
 	request("GET", "/metrics", "")
-	waitFor(t, "three handlers", func() bool { return in.active.Load() == 3 })
+	testutil.WaitFor(t, "three handlers", func() bool { return in.active.Load() == 3 })
 
 	closed := make(chan error, 1)
 	go func() { closed <- in.Close() }()
@@ -161,5 +163,5 @@ func TestCloseLeaksNothing(t *testing.T) {
 	}
 	wg.Wait()
 	tr.CloseIdleConnections()
-	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
+	testutil.WaitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/testutil"
 )
 
 // runEngine runs seqs through an engine on a virtual clock, all submitted
@@ -30,7 +32,7 @@ func runEngine(t *testing.T, cfg Config, f Faults, seqs []*seq) *stats {
 	e.start()
 	defer e.close()
 	for _, s := range seqs {
-		waitFor(t, fmt.Sprintf("seq %d", s.id), func() bool { _, done := s.snapshot(); return done })
+		testutil.WaitFor(t, fmt.Sprintf("seq %d", s.id), func() bool { _, done := s.snapshot(); return done })
 	}
 	return st
 }
@@ -155,7 +157,7 @@ func streamAll(t *testing.T, in *Instance, clk *virtualClock, n int, body string
 			bodies[k] = b
 		}()
 	}
-	waitFor(t, "all requests submitted", func() bool { return in.eng.submitted.Load() == start+int64(n) })
+	testutil.WaitFor(t, "all requests submitted", func() bool { return in.eng.submitted.Load() == start+int64(n) })
 	clk.resume()
 	wg.Wait()
 	return bodies
@@ -231,7 +233,7 @@ func TestKVLeakRaisesUsageAndPreemptionsThenResets(t *testing.T) {
 
 	// kv_leak 0 gives every leaked block back.
 	post(t, in.URL()+"/sim/faults", `{"kv_leak":0}`)
-	waitFor(t, "kv usage back to 0", func() bool {
+	testutil.WaitFor(t, "kv usage back to 0", func() bool {
 		return metricSum(t, scrape(t, in), "vllm:kv_cache_usage_perc") == 0
 	})
 }
@@ -258,7 +260,7 @@ func TestCancelledStreamFreesBlocks(t *testing.T) {
 	}
 	cancel()
 	resp.Body.Close()
-	waitFor(t, "the aborted request to free its blocks", func() bool {
+	testutil.WaitFor(t, "the aborted request to free its blocks", func() bool {
 		m := scrape(t, in)
 		return metricSum(t, m, "vllm:kv_cache_usage_perc") == 0 && metricSum(t, m, "vllm:num_requests_running") == 0
 	})

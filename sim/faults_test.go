@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/llmgate/llmgate/internal/testutil"
 )
 
 func TestFaultErrorRate(t *testing.T) {
@@ -62,7 +64,7 @@ func TestFaultDieAfterTokens(t *testing.T) {
 	if err == nil {
 		t.Fatal("non-streaming request answered; want a cut connection")
 	}
-	waitFor(t, "the cut requests to leave the engine", func() bool {
+	testutil.WaitFor(t, "the cut requests to leave the engine", func() bool {
 		return metricSum(t, scrape(t, in), "vllm:num_requests_running") == 0
 	})
 }
@@ -82,7 +84,7 @@ func TestFaultStreamErrorAfterTokens(t *testing.T) {
 	if len(frames) != 5 || !strings.HasPrefix(frames[3], `{"error": {"message": `) || frames[4] != "[DONE]" {
 		t.Fatalf("frames %q", frames)
 	}
-	waitFor(t, "the failed request to leave the engine", func() bool {
+	testutil.WaitFor(t, "the failed request to leave the engine", func() bool {
 		return metricSum(t, scrape(t, in), "vllm:num_requests_running") == 0
 	})
 }
@@ -100,7 +102,7 @@ func TestFaultHang(t *testing.T) {
 		t.Fatalf("err %v, want the client's deadline", err)
 	}
 	// The handler notices the client left.
-	waitFor(t, "the hung handler to return", func() bool { return in.active.Load() == 0 })
+	testutil.WaitFor(t, "the hung handler to return", func() bool { return in.active.Load() == 0 })
 
 	// Close also ends hung requests.
 	done := make(chan error, 1)
@@ -111,7 +113,7 @@ func TestFaultHang(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, "a hung request", func() bool { return in.active.Load() == 1 })
+	testutil.WaitFor(t, "a hung request", func() bool { return in.active.Load() == 1 })
 	in.Close()
 	if err := <-done; err == nil {
 		t.Fatal("hung request answered after Close")

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/llmgate/llmgate/internal/testutil"
 )
 
 func dcgm(t *testing.T, in *Instance) map[string]*dto.MetricFamily {
@@ -80,7 +82,7 @@ func TestDCGMPage(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	waitFor(t, "the request to reach the engine", func() bool { return in.eng.busy.Load() })
+	testutil.WaitFor(t, "the request to reach the engine", func() bool { return in.eng.busy.Load() })
 	busy := dcgm(t, in)
 	if gauge(busy, "DCGM_FI_DEV_PCIE_LINK_GEN", 1) != 5 || gauge(busy, "DCGM_FI_DEV_CLOCKS_EVENT_REASONS", 1) != 0 ||
 		gauge(busy, "DCGM_FI_DEV_GPU_UTIL", 1) != 100 || gauge(busy, "DCGM_FI_DEV_SM_CLOCK", 1) != 1980 {
@@ -107,7 +109,7 @@ func TestDCGMPage(t *testing.T) {
 
 	// Idle again: the downgraded link stays at what it trained to (no power
 	// saving configured), and the idle reason joins the forced one.
-	waitFor(t, "idle", func() bool { return !in.eng.busy.Load() })
+	testutil.WaitFor(t, "idle", func() bool { return !in.eng.busy.Load() })
 	if g := in.GPUs()[1]; g.PCIeGenCurrent != 3 || g.PCIeWidthCurrent != 8 || g.ClockEventReasons != 0x41 {
 		t.Fatalf("idle sick GPU %+v", g)
 	}

@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/llmgate/llmgate/diagnose"
+	"github.com/llmgate/llmgate/internal/testutil"
 	"github.com/llmgate/llmgate/sim"
 )
 
@@ -136,7 +136,7 @@ http://%s {
 
 	want := addrs[1] + " degraded: hw_thermal_slowdown gpu0"
 	var md string
-	diagnoseEventually(t, "the thermal slowdown as the first finding", func() (bool, string) {
+	testutil.Eventually(t, "the thermal slowdown as the first finding", func() (bool, string) {
 		var code int
 		md, code = runDiagnoseArgs(t, "--admin", admin, "--timeout", "5s")
 		return code == 0 && strings.Contains(firstFinding(md), want), md
@@ -194,27 +194,10 @@ http://%s {
 
 	// A dead backend is critical: exit status 2, and it comes first.
 	sims[2].Close()
-	diagnoseEventually(t, "a dead backend as a critical finding", func() (bool, string) {
+	testutil.Eventually(t, "a dead backend as a critical finding", func() (bool, string) {
 		md, code = runDiagnoseArgs(t, "--admin", admin)
 		return code == 2 && strings.HasPrefix(firstFinding(md), "1. **CRITICAL** "+addrs[2]+" down: scrape_failed"), md
 	})
-}
-
-// diagnoseEventually polls cond until it holds; the deadline bounds a hang, it
-// does not measure speed.
-func diagnoseEventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last report:\n%s", what, head(last, 60))
 }
 
 func head(s string, lines int) string {

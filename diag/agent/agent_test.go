@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/llmgate/llmgate/diag"
+	"github.com/llmgate/llmgate/internal/testutil"
 )
 
 // Two H100s under load, for the default field list; GPU 1 is throttled by HW
@@ -340,8 +341,8 @@ func TestRunCollectsAtStartAndOnInterval(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
-	waitFor(t, "first collection", func() bool { return a.Latest() != nil })
-	waitFor(t, "three collections", func() bool { return callCount(calls) >= 3 })
+	testutil.WaitFor(t, "first collection", func() bool { return a.Latest() != nil })
+	testutil.WaitFor(t, "three collections", func() bool { return callCount(calls) >= 3 })
 	cancel()
 	select {
 	case <-done:
@@ -381,7 +382,7 @@ func TestServe(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- a.Serve(ctx, ln) }()
 	url := "http://" + ln.Addr().String()
-	waitFor(t, "/diag to answer 200", func() bool {
+	testutil.WaitFor(t, "/diag to answer 200", func() bool {
 		resp, err := http.Get(url + "/diag")
 		if err != nil {
 			return false
@@ -406,16 +407,5 @@ func TestServe(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after cancel")
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/testutil"
 )
 
 func TestMainOnce(t *testing.T) {
@@ -95,7 +97,7 @@ func TestMainServes(t *testing.T) {
 	go func() {
 		errc <- Main(ctx, []string{"--listen", addr, "--nvidia-smi", smi, "--root", hostTree(t), "--kmsg", "", "--interval", "100ms"}, io.Discard, &stderr)
 	}()
-	waitFor(t, "/metrics with GPU series", func() bool {
+	testutil.WaitFor(t, "/metrics with GPU series", func() bool {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			return false
