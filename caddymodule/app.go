@@ -108,6 +108,7 @@ func (a *App) Start() error {
 	logger := a.logger
 	a.fleet.logger.Store(a.logger)
 	a.fleet.capacity.Store(a.Capacity)
+	a.fleet.ttftRule.Store(&rules.TTFTOutlier)
 	drain := lb.DefaultDrainConfig()
 	if a.Drain != nil {
 		drain = *a.Drain
@@ -237,9 +238,10 @@ type fleet struct {
 	pool      *lb.Pool
 	estimator *traffic.Estimator
 	patterns  *traffic.Patterns
-	ttft      *diag.TTFTTracker              // the gateway's TTFT per backend, for the outlier rule
-	capacity  atomic.Pointer[CapacityConfig] // the newest config's
-	startedAt time.Time                      // The patterns report costs milliseconds; health checks, admin calls and
+	ttft      *diag.TTFTTracker                    // the gateway's TTFT per backend, for the outlier rule
+	capacity  atomic.Pointer[CapacityConfig]       // the newest config's
+	ttftRule  atomic.Pointer[diag.TTFTOutlierRule] // the newest config's, for the report
+	startedAt time.Time                            // The patterns report costs milliseconds; health checks, admin calls and
 	// Prometheus share one per second.
 	patternsMu     sync.Mutex
 	patternsReport traffic.PatternReport

@@ -109,9 +109,9 @@ var healthPage = template.Must(template.New("health").Funcs(template.FuncMap{
 .healthy{color:#080}.degraded{color:#b60}.down{color:#c00}.stale{opacity:.5}</style></head><body>
 <h1>llmgate fleet</h1>
 <p>{{.Summary.Backends}} backends: {{.Summary.Healthy}} healthy, {{.Summary.Degraded}} degraded, {{.Summary.Down}} down, {{.Summary.Stale}} stale; {{.Summary.Active}} active, {{.Summary.Draining}} draining, {{.Summary.Drained}} drained.</p>
-<table><tr><th>backend</th><th>models</th><th>health</th><th>rotation</th><th>in flight</th><th>reasons</th><th>KV</th><th>running</th><th>waiting</th><th>preempt/s</th><th>gen tok/s</th><th>scrape age s</th><th>last error</th></tr>
+<table><tr><th>backend</th><th>models</th><th>health</th><th>rotation</th><th>in flight</th><th>reasons</th><th>KV</th><th>running</th><th>waiting</th><th>preempt/s</th><th>gen tok/s</th><th>TTFT vs fleet</th><th>scrape age s</th><th>last error</th></tr>
 {{range .Backends}}<tr{{if .Stale}} class="stale"{{end}}><td>{{.Address}}</td><td>{{join .Models ", "}}</td><td class="{{.State}}">{{.State}}</td><td>{{.Rotation.State}}{{if .Rotation.Manual}} (manual){{end}}{{if lt .Rotation.Weight 1.0}} ramp {{printf "%.2f" .Rotation.Weight}}{{end}}</td><td>{{.InFlight}}</td><td>{{join .Reasons "; "}}</td>
-<td>{{pct .KVCacheUsage}}</td><td>{{num .Running}}</td><td>{{num .Waiting}}</td><td>{{num .PreemptionsPerSecond}}</td><td>{{num .GenerationTokensPerSecond}}</td><td>{{num .ScrapeAgeSeconds}}</td><td>{{.LastError}}</td></tr>
+<td>{{pct .KVCacheUsage}}</td><td>{{num .Running}}</td><td>{{num .Waiting}}</td><td>{{num .PreemptionsPerSecond}}</td><td>{{num .GenerationTokensPerSecond}}</td><td>{{with .TTFTVsFleet}}{{printf "%.2fx" .}}{{else}}–{{end}}</td><td>{{num .ScrapeAgeSeconds}}</td><td>{{.LastError}}</td></tr>
 {{end}}</table>
 {{with .Patterns}}{{if .Shifts}}<h2>Request patterns</h2><ul>{{range .Shifts}}<li{{if .Active}} class="degraded"{{end}}>{{.Model}}: {{.Summary}}</li>{{end}}</ul>{{end}}{{end}}
 <p>JSON: request with <code>Accept: application/json</code>.</p></body></html>

@@ -513,4 +513,23 @@ http://%s {
 			t.Errorf("%s: %s %v, want healthy", a, b.State, b.Reasons)
 		}
 	}
+	// The ratio the rule judged is in the report, for every backend.
+	var fr struct {
+		Backends []struct {
+			Address     string   `json:"address"`
+			TTFTVsFleet *float64 `json:"ttft_vs_fleet"`
+		} `json:"backends"`
+	}
+	_, _, raw := getReport(t, "http://"+admin+"/llm/backends")
+	if err := json.Unmarshal([]byte(raw), &fr); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range fr.Backends {
+		switch {
+		case b.TTFTVsFleet == nil:
+			t.Errorf("%s: no ttft_vs_fleet", b.Address)
+		case b.Address == slow && *b.TTFTVsFleet < 2, b.Address != slow && *b.TTFTVsFleet > 1:
+			t.Errorf("%s: ttft_vs_fleet %.2f", b.Address, *b.TTFTVsFleet)
+		}
+	}
 }

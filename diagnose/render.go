@@ -127,7 +127,7 @@ func (m *mdWriter) backends(f *FleetReport) {
 		m.p("The gateway knows no backends.\n\n")
 		return
 	}
-	m.table([]string{"backend", "state", "reasons", "rotation", "KV cache", "running", "waiting", "preempt/s", "gen tok/s", "in flight", "scrape age"},
+	m.table([]string{"backend", "state", "reasons", "rotation", "KV cache", "running", "waiting", "preempt/s", "gen tok/s", "TTFT vs fleet", "in flight", "scrape age"},
 		len(f.Backends), func(i int) []string {
 			b := &f.Backends[i]
 			rot := string(b.Rotation.State)
@@ -142,7 +142,7 @@ func (m *mdWriter) backends(f *FleetReport) {
 				state += ", stale"
 			}
 			return []string{b.Address, state, strings.Join(b.Reasons, "; "), rot, pct(b.KVCacheUsage), num(b.Running), num(b.Waiting),
-				fixed(b.PreemptionsPerSecond, 2), fixed(b.GenerationTokensPerSecond, 0), strconv.FormatInt(b.InFlight, 10), seconds(b.ScrapeAgeSeconds)}
+				fixed(b.PreemptionsPerSecond, 2), fixed(b.GenerationTokensPerSecond, 0), ratio(b.TTFTVsFleet), strconv.FormatInt(b.InFlight, 10), seconds(b.ScrapeAgeSeconds)}
 		})
 	var gpus []string
 	for _, b := range f.Backends {
@@ -369,6 +369,14 @@ func longestRun(s string, c byte) int {
 		}
 	}
 	return best
+}
+
+// ratio prints a ratio like "2.4x", or "–" when there is none.
+func ratio(v *float64) string {
+	if v == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.2fx", *v)
 }
 
 func fixed(v *float64, prec int) string {

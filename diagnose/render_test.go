@@ -65,7 +65,7 @@ func TestMarkdown(t *testing.T) {
 		t.Errorf("address cell not escaped:\n%s", md)
 	}
 	for _, line := range strings.Split(md, "\n") {
-		if (strings.Contains(line, " | healthy |") || strings.Contains(line, " | degraded |")) && strings.Count(line, " | ") != 10 {
+		if (strings.Contains(line, " | healthy |") || strings.Contains(line, " | degraded |")) && strings.Count(line, " | ") != 11 {
 			t.Errorf("backend row with the wrong number of cells: %q", line)
 		}
 	}

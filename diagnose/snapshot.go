@@ -43,21 +43,27 @@ const (
 	SourceXID       = "xid"
 )
 
-// FleetReport is the JSON the admin API's GET /llm/backends and the llm_health
-// handler serve (caddymodule's fleetReport), rebuilt from the same pure types so
-// that a change to them changes this too. The end-to-end test decodes a live
-// gateway's answer into it with unknown fields refused, which catches the rest.
+// FleetReport is the gateway's fleet report: the JSON that the admin API's
+// GET /llm/backends and the llm_health handler serve (caddymodule builds it),
+// defined here once for the gateway and for diagnose, which reads it. It is
+// diag's health view plus what the balancer knows (rotation, exact in-flight
+// counts), the request patterns and the live capacity plans.
 type FleetReport struct {
-	GeneratedAt time.Time              `json:"generated_at"`
-	Summary     FleetSummary           `json:"summary"`
-	Backends    []Backend              `json:"backends"`
-	Patterns    *traffic.PatternReport `json:"patterns,omitempty"`
-	Capacity    []bench.LivePlan       `json:"capacity,omitempty"`
+	GeneratedAt time.Time    `json:"generated_at"`
+	Summary     FleetSummary `json:"summary"`
+	Backends    []Backend    `json:"backends"`
+	// Patterns explains shifts in traffic (prompt lengths, heavy keys) next to
+	// the fleet's state, so a TTFT change and its cause are read together.
+	Patterns *traffic.PatternReport `json:"patterns,omitempty"`
+	// Capacity sizes the fleet per model from the last 15 minutes' traffic.
+	Capacity []bench.LivePlan `json:"capacity,omitempty"`
 }
 
 // FleetSummary counts backends by health and by rotation state.
 type FleetSummary struct {
 	diag.Summary
+	// CanServe is what an outer load balancer asks: is any backend in rotation
+	// and not down? (Degraded ones still serve until they are drained.)
 	CanServe bool `json:"can_serve"`
 	Active   int  `json:"active"`
 	Draining int  `json:"draining"`
@@ -70,6 +76,10 @@ type Backend struct {
 	diag.BackendReport
 	InFlight int64       `json:"in_flight"`
 	Rotation lb.Rotation `json:"rotation"`
+	// TTFTVsFleet is the backend's recent TTFT (normalised by prompt length)
+	// over the rest of the fleet's, as the ttft_outlier rule sees it; absent
+	// until both sides have enough requests.
+	TTFTVsFleet *float64 `json:"ttft_vs_fleet,omitempty"`
 }
 
 // inRotation reports whether the balancer may send b new requests and b is
