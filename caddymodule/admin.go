@@ -38,13 +38,23 @@ func (Admin) Routes() []caddy.AdminRoute {
 	}
 }
 
-func handleBackends(w http.ResponseWriter, r *http.Request) error {
+// liveFleet returns the running fleet for an admin request made with method,
+// or the API error to answer.
+func liveFleet(r *http.Request, method string) (*fleet, error) {
 	f := currentFleet()
 	if f == nil {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no llm app is running")}
+		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no llm app is running")}
 	}
-	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	if r.Method != method {
+		return nil, caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed; use %s", r.Method, method)}
+	}
+	return f, nil
+}
+
+func handleBackends(w http.ResponseWriter, r *http.Request) error {
+	f, err := liveFleet(r, http.MethodGet)
+	if err != nil {
+		return err
 	}
 	// The admin API speaks JSON only, whatever the client accepts.
 	r.Header.Del("Accept")
@@ -53,17 +63,14 @@ func handleBackends(w http.ResponseWriter, r *http.Request) error {
 
 // handleBackendAction serves POST /llm/backends/{addr}/drain and /undrain.
 func handleBackendAction(w http.ResponseWriter, r *http.Request) error {
-	f := currentFleet()
-	if f == nil {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no llm app is running")}
+	f, err := liveFleet(r, http.MethodPost)
+	if err != nil {
+		return err
 	}
 	rest := strings.TrimPrefix(r.URL.Path, "/llm/backends/")
 	addr, action, ok := strings.Cut(rest, "/")
 	if !ok || (action != "drain" && action != "undrain") || addr == "" {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("want /llm/backends/{host:port}/drain or /undrain")}
-	}
-	if r.Method != http.MethodPost {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("use POST")}
 	}
 	if _, known := f.pool.Lookup(addr); !known {
 		if _, known = f.monitor.Backend(addr); !known {

@@ -1,11 +1,8 @@
 package caddymodule
 
 import (
-	"fmt"
 	"net/http"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/llmgate/llmgate/traffic"
 )
@@ -33,12 +30,9 @@ func (f *fleet) observePattern(c *call, res traffic.Result, prompt, output int, 
 
 // handlePatterns serves GET /llm/patterns on the admin API.
 func handlePatterns(w http.ResponseWriter, r *http.Request) error {
-	f := currentFleet()
-	if f == nil {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no llm app is running")}
-	}
-	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	f, err := liveFleet(r, http.MethodGet)
+	if err != nil {
+		return err
 	}
 	return writeJSON(w, http.StatusOK, f.patternReport(time.Now()))
 }

@@ -128,9 +128,7 @@ func (t *TTFTTracker) Check(rule TTFTOutlierRule, addr string, now time.Time) st
 	if s == nil {
 		return ""
 	}
-	if now.Sub(t.computedAt) >= refreshEvery || now.Before(t.computedAt) || t.computedBy != r {
-		t.refresh(r, now)
-	}
+	t.refreshIfOld(r, now)
 	ratio, ok := t.ratio(r, addr)
 	if !ok || ratio < r.Ratio {
 		s.outlierSince = time.Time{}
@@ -151,9 +149,7 @@ func (t *TTFTTracker) Ratio(rule TTFTOutlierRule, addr string, now time.Time) (f
 	r := rule.withDefaults()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if now.Sub(t.computedAt) >= refreshEvery || now.Before(t.computedAt) || t.computedBy != r {
-		t.refresh(r, now)
-	}
+	t.refreshIfOld(r, now)
 	return t.ratio(r, addr)
 }
 
@@ -184,6 +180,14 @@ func (t *TTFTTracker) ratio(r TTFTOutlierRule, addr string) (float64, bool) {
 		return 0, false
 	}
 	return float64(mine) / float64(ref), true
+}
+
+// refreshIfOld recomputes the medians when they are older than refreshEvery,
+// the clock went back, or the rule changed.
+func (t *TTFTTracker) refreshIfOld(r TTFTOutlierRule, now time.Time) {
+	if now.Sub(t.computedAt) >= refreshEvery || now.Before(t.computedAt) || t.computedBy != r {
+		t.refresh(r, now)
+	}
 }
 
 // refresh recomputes every backend's median over the window.
