@@ -151,10 +151,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if !ok {
 			return nil
 		}
+		// Settled below if the queue refuses it, else by finish, which runs
+		// however the response ends.
 		c.ticket = ticket
-		// Settled with the real usage in finish; this one only acts if
-		// finish never ran.
-		defer ticket.Settle(limiter.Unknown)
 	}
 	if h.admission != nil && !h.queue(w, r, req.Model) {
 		if c.ticket != nil {
