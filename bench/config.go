@@ -99,6 +99,15 @@ type Config struct {
 	// one goroutine while the run lasts.
 	Progress         func(Progress) `json:"-"`
 	ProgressInterval time.Duration  `json:"-"`
+
+	// Origin, if set, is the run's time zero instead of the moment Run
+	// starts: two open loops with the same Seed and Origin send at the very
+	// same instants, so their requests pair up one to one.
+	Origin time.Time `json:"-"`
+	// OnArrival, if set, is called in the open loop for every measured
+	// success with its arrival's number (0 for the first arrival of the
+	// run, warmup included) and its TTFT (-1 without a content event).
+	OnArrival func(arrival uint64, ttft time.Duration) `json:"-"`
 }
 
 // DefaultConfig returns a closed loop of 8 streaming chat requests for 30

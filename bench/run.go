@@ -82,7 +82,10 @@ type runner struct {
 
 func newRunner(ctx context.Context, cfg *Config, cl *client) *runner {
 	r := &runner{cfg: cfg, cl: cl, wl: newWorkload(cfg)}
-	r.t0 = time.Now()
+	r.t0 = cfg.Origin
+	if r.t0.IsZero() {
+		r.t0 = time.Now()
+	}
 	r.winStart = r.t0.Add(cfg.Warmup)
 	if cfg.Duration > 0 {
 		r.winEnd = r.winStart.Add(cfg.Duration)
@@ -225,8 +228,8 @@ func (r *runner) worker() {
 			return
 		}
 		storeMax(&r.peakInflight, r.inflight.Add(1))
-		if wait := r.send(counted, obs); wait > 0 {
-			timer.Reset(wait)
+		if o := r.send(counted, obs); o.backOff > 0 {
+			timer.Reset(o.backOff)
 			select {
 			case <-timer.C:
 			case <-r.issueCtx.Done():
@@ -247,7 +250,7 @@ func (r *runner) arrivals() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	at := r.t0
-	for r.issueCtx.Err() == nil {
+	for arrival := uint64(0); r.issueCtx.Err() == nil; arrival++ {
 		at = at.Add(time.Duration(rng.ExpFloat64() / r.cfg.Rate * float64(time.Second)))
 		if d := time.Until(at); d > 0 {
 			timer.Reset(d)
@@ -271,20 +274,24 @@ func (r *runner) arrivals() {
 		storeMax(&r.peakInflight, r.inflight.Add(1))
 		r.wg.Go(func() {
 			obs := r.obss.Get().(*streamObs)
-			r.send(counted, obs)
+			o := r.send(counted, obs)
+			if r.cfg.OnArrival != nil && o.counted && o.errKey == "" && !o.incomplete {
+				r.cfg.OnArrival(arrival, o.ttft)
+			}
 			r.obss.Put(obs)
 		})
 	}
 }
 
 // send runs one request, already counted in flight by its caller so that
-// the open loop's bound is exact, and returns how long to back off before the
-// next one (zero unless the target refused with 429 or 503).
-func (r *runner) send(counted bool, obs *streamObs) time.Duration {
+// the open loop's bound is exact, and returns its outcome, whose backOff says
+// how long to wait before the next one (zero unless the target refused with
+// 429 or 503). The outcome's gaps alias obs.
+func (r *runner) send(counted bool, obs *streamObs) outcome {
 	body, _ := r.wl.body(r.next.Add(1) - 1)
 	o := outcome{counted: counted}
 	r.cl.do(r.runCtx, body, &o, obs)
 	r.inflight.Add(-1)
 	r.col.record(&o)
-	return o.backOff
+	return o
 }

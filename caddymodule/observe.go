@@ -32,9 +32,13 @@ type call struct {
 }
 
 // observingWriter relays a completion response to the client and shows every
-// piece to a traffic.Observer after the client has it, so watching never delays
-// a token. It also tells the request's lease when the first byte arrives: that
-// is when the request's prefill stopped weighing on its backend.
+// piece to a traffic.Observer once it is on its way to the client: a write only
+// fills the server's buffer, so the observer reads what was written after the
+// flush that sends it (reverse_proxy flushes every SSE write), or once enough
+// piles up unflushed. Parsing an event thus never delays that event, and the
+// times the observer records are when the client was sent each byte. It also
+// tells the request's lease when the first byte arrives: that is when the
+// request's prefill stopped weighing on its backend.
 type observingWriter struct {
 	http.ResponseWriter
 	r           *http.Request
@@ -42,6 +46,9 @@ type observingWriter struct {
 	wroteHeader bool
 	firstByte   bool
 	writeErr    error
+	// unseen is what was written since the observer last read: a copy, as
+	// the writer's caller may reuse its buffer once Write returns.
+	unseen []byte
 
 	model   string
 	backend string
@@ -70,7 +77,11 @@ func (ow *observingWriter) release(reusable bool) {
 		return
 	}
 	ow.obs.TrimBuffers(pooledBufferMax)
-	*ow = observingWriter{obs: ow.obs}
+	unseen := ow.unseen[:0]
+	if cap(unseen) > pooledBufferMax {
+		unseen = nil
+	}
+	*ow = observingWriter{obs: ow.obs, unseen: unseen}
 	writerPool.Put(ow)
 }
 
@@ -91,7 +102,6 @@ func (ow *observingWriter) Write(p []byte) (int, error) {
 	if !ow.wroteHeader {
 		ow.WriteHeader(http.StatusOK)
 	}
-	now := time.Now()
 	if !ow.firstByte && len(p) > 0 {
 		ow.firstByte = true
 		// Writes come from the request's own goroutine, so reading the vars
@@ -104,14 +114,31 @@ func (ow *observingWriter) Write(p []byte) (int, error) {
 	if err != nil && ow.writeErr == nil {
 		ow.writeErr = err
 	}
-	ow.obs.Body(p[:n], now)
+	ow.unseen = append(ow.unseen, p[:n]...)
+	if len(ow.unseen) >= unseenMax {
+		ow.observe(time.Now())
+	}
 	return n, err
 }
 
-// FlushError flushes through whatever wrappers lie below; reverse_proxy
-// flushes every SSE write through it.
+// unseenMax is how much written and unflushed response the writer holds
+// before the observer reads it anyway (a JSON answer that is never flushed).
+const unseenMax = 16 << 10
+
+// FlushError flushes through whatever wrappers lie below, then shows the
+// observer what the flush sent; reverse_proxy flushes every SSE write
+// through it.
 func (ow *observingWriter) FlushError() error {
-	return http.NewResponseController(ow.ResponseWriter).Flush()
+	err := http.NewResponseController(ow.ResponseWriter).Flush()
+	ow.observe(time.Now())
+	return err
+}
+
+func (ow *observingWriter) observe(now time.Time) {
+	if len(ow.unseen) > 0 {
+		ow.obs.Body(ow.unseen, now)
+		ow.unseen = ow.unseen[:0]
+	}
 }
 
 // Unwrap lets http.ResponseController reach the writers below.
@@ -166,6 +193,7 @@ func statusOf(res traffic.Result, err error) int {
 // TTFT and the request patterns fed.
 func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool) {
 	now := time.Now()
+	ow.observe(now)
 	res := ow.obs.Finish(now)
 	backend := ow.backend
 	if backend == "" {

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"runtime/pprof"
 	"sync"
@@ -21,6 +25,36 @@ import (
 func init() {
 	register("bench-overhead", "[--rate 80] [--duration 30s]",
 		"Measure what the gateway adds to TTFT: streams through it and straight to the same sim, at the same time", runOverheadBench)
+	register("bench-relay", "--listen ADDR --to ADDR",
+		"A bare Go reverse proxy (net/http/httputil, flush per write): the floor bench-overhead compares a gateway with", runBareRelay)
+}
+
+// runBareRelay serves the least any Go HTTP/1.1 gateway does per streamed
+// event (read from the backend, write and flush to the client), so that
+// bench-overhead can tell the cost of the hop from the cost of Caddy and of
+// llmgate's modules.
+func runBareRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench-relay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:18080", "address to serve on")
+	to := fs.String("to", "127.0.0.1:18000", "backend address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: *to})
+	proxy.FlushInterval = -1
+	proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 4096}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: proxy}
+	context.AfterFunc(ctx, func() { srv.Close() })
+	fmt.Fprintf(stderr, "bench-relay: %s -> %s\n", ln.Addr(), *to)
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // runOverheadBench starts one sim and the gateway (llm handler, lb_policy llm)
@@ -112,8 +146,15 @@ func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writ
 	// direct twin: both land in the same sim step unless the hop makes one
 	// miss it, which is exactly the latency being measured, and the pairs
 	// cancel the noise of arrival phase against the step clock.
+	// A shared origin makes the twins' send instants identical, not merely
+	// the same offsets from two starts a scheduling delay apart.
+	direct.Origin = time.Now()
+	via.Origin = direct.Origin
+	twins := bench.NewTwins()
 	if *independent {
 		via.Seed = wl.Seed + 1
+	} else {
+		twins.Hooks(&direct, &via)
 	}
 	fmt.Fprintf(stderr, "bench-overhead: %.0f req/s through the gateway and as many direct, %v warmup + %v...\n",
 		wl.Rate, wl.Warmup, wl.Duration)
@@ -144,10 +185,23 @@ func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writ
 	fmt.Fprintf(stdout, "\nAdded by the gateway: TTFT p50 %+.2f ms, p90 %+.2f ms, p99 %+.2f ms; ITL p50 %+.2f ms\n",
 		msDiff(viaRes.TTFT.P50, directRes.TTFT.P50), msDiff(viaRes.TTFT.P90, directRes.TTFT.P90),
 		msDiff(viaRes.TTFT.P99, directRes.TTFT.P99), msDiff(viaRes.ITL.P50, directRes.ITL.P50))
+	if !*independent {
+		// Per pair, the sim's step clock cancels: what is left is the time
+		// the gateway adds to the request and to its first event, plus the
+		// whole step for twins it made miss the step the other caught.
+		d := twins.Diff(*step / 2)
+		pct := func(n int) float64 { return 100 * float64(n) / float64(max(d.Pairs, 1)) }
+		fmt.Fprintf(stdout, "Per twin pair (%d pairs, TTFT via llmgate minus its direct twin's): p50 %+.2f ms, p90 %+.2f ms, p99 %+.2f ms, max %+.2f ms, min %+.2f ms; "+
+			"a step later than the twin: %d (%.2f%%), a step earlier: %d (%.2f%%)\n",
+			d.Pairs, ms(d.Added.P50), ms(d.Added.P90), ms(d.Added.P99), ms(d.Added.Max), ms(d.Min),
+			d.Later, pct(d.Later), d.Earlier, pct(d.Earlier))
+	}
 	return nil
 }
 
-func msDiff(a, b time.Duration) float64 { return float64(a-b) / float64(time.Millisecond) }
+func msDiff(a, b time.Duration) float64 { return ms(a - b) }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // startGateway runs a gateway on a free loopback port with the given site
 // body, quietly, and returns its address.
