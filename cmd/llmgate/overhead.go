@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -48,7 +49,19 @@ func runBareRelay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: proxy}
+	// The request body is read whole before it is proxied, as llmgate's
+	// handler does to parse it. Streamed through instead, the server may close
+	// it when the response starts while the transport is still writing it out,
+	// and the transport then drops the backend connection mid-stream.
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxRelayBody+1))
+		if err != nil || len(body) > maxRelayBody {
+			http.Error(w, "request body unreadable or over 8 MiB", http.StatusBadRequest)
+			return
+		}
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		proxy.ServeHTTP(w, r)
+	})}
 	context.AfterFunc(ctx, func() { srv.Close() })
 	fmt.Fprintf(stderr, "bench-relay: %s -> %s\n", ln.Addr(), *to)
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -198,6 +211,10 @@ func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	return nil
 }
+
+// maxRelayBody is the largest request bench-relay takes, llmgate's default
+// max_body.
+const maxRelayBody = 8 << 20
 
 func msDiff(a, b time.Duration) float64 { return ms(a - b) }
 

@@ -17,13 +17,20 @@ import (
 	"github.com/llmgate/llmgate/internal/testutil"
 )
 
-// TestOverheadInProcess runs bench-overhead as the README does, briefly:
-// every request through the gateway has its direct twin, and no side fails.
+// TestOverheadInProcess runs bench-overhead as the README does, briefly, with
+// the gateway in this process.
 func TestOverheadInProcess(t *testing.T) {
+	checkOverheadRun(t)
+}
+
+// checkOverheadRun runs a short bench-overhead: every request through the
+// gateway has its direct twin, and neither side fails.
+func checkOverheadRun(t *testing.T, args ...string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	err := runOverheadBench(context.Background(), []string{
+	err := runOverheadBench(context.Background(), append([]string{
 		"--rate", "20", "--warmup", "300ms", "--duration", "1s", "--step", "20ms", "--max-tokens", "fixed:8",
-	}, &out, &errOut)
+	}, args...), &out, &errOut)
 	if err != nil {
 		t.Fatalf("bench-overhead: %v\n%s", err, errOut.String())
 	}
@@ -37,6 +44,18 @@ func TestOverheadInProcess(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^errors +0 \(0\.00%\) +0 \(0\.00%\)`).MatchString(out.String()) {
 		t.Errorf("errors on a side:\n%s", out.String())
 	}
+}
+
+// waitListening waits until something accepts connections on addr.
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	testutil.WaitFor(t, addr+" listening", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 }
 
 // TestBareRelayStreams checks that bench-relay hands each event on as it
@@ -70,13 +89,7 @@ func TestBareRelayStreams(t *testing.T) {
 			t.Errorf("bench-relay: %v", err)
 		}
 	}()
-	testutil.WaitFor(t, "bench-relay listening", func() bool {
-		c, err := net.Dial("tcp", relayAddr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	waitListening(t, relayAddr)
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -89,4 +102,23 @@ func TestBareRelayStreams(t *testing.T) {
 	if err != nil || line != "data: one\n" {
 		t.Fatalf("first line %q, %v", line, err)
 	}
+}
+
+// TestOverheadThroughBareRelay measures the floor the README compares with:
+// bench-overhead against bench-relay, with no stream cut on either side.
+func TestOverheadThroughBareRelay(t *testing.T) {
+	simAddr, relayAddr := diagnoseFreeAddr(t), diagnoseFreeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runBareRelay(ctx, []string{"--listen", relayAddr, "--to", simAddr}, &bytes.Buffer{}, &bytes.Buffer{})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("bench-relay: %v", err)
+		}
+	}()
+	waitListening(t, relayAddr)
+	checkOverheadRun(t, "--sim-listen", simAddr, "--gateway", "http://"+relayAddr)
 }
