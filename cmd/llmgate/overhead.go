@@ -200,8 +200,10 @@ func runOverheadBench(ctx context.Context, args []string, stdout, stderr io.Writ
 		msDiff(viaRes.TTFT.P99, directRes.TTFT.P99), msDiff(viaRes.ITL.P50, directRes.ITL.P50))
 	if !*independent {
 		// Per pair, the sim's step clock cancels: what is left is the time
-		// the gateway adds to the request and to its first event, plus the
-		// whole step for twins it made miss the step the other caught.
+		// the gateway adds to the request and to its first event, the whole
+		// step for twins it made miss the step the other caught, and the
+		// order in which the step's events reach the two generators (the
+		// method's own noise, which an A/A run shows).
 		d := twins.Diff(*step / 2)
 		pct := func(n int) float64 { return 100 * float64(n) / float64(max(d.Pairs, 1)) }
 		fmt.Fprintf(stdout, "Per twin pair (%d pairs, TTFT via llmgate minus its direct twin's): p50 %+.2f ms, p90 %+.2f ms, p99 %+.2f ms, max %+.2f ms, min %+.2f ms; "+
