@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -21,19 +20,6 @@ import (
 	"github.com/llmgate/llmgate/internal/testutil"
 	"github.com/llmgate/llmgate/sim"
 )
-
-// freeAddr asks the kernel for a free loopback port. Caddy needs the address in its
-// config, so the listener is closed again; the window in which another process
-// could take the port is tiny.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // startSim starts a sim serving model "m" ten times faster than real time until
 // the test ends; tweak, if set, adjusts its config first.
@@ -159,7 +145,7 @@ func TestFleetHealthEndToEnd(t *testing.T) {
 		sims[i] = inst
 		addrs = append(addrs, inst.Addr())
 	}
-	gw, admin := freeAddr(t), freeAddr(t)
+	gw, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	gatewayConfig := func(interval string) string {
 		return fmt.Sprintf(`{
 	admin %s

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/llmgate/llmgate/internal/testutil"
 )
 
 // recordingBackend is an OpenAI-ish backend that keeps every body it receives.
@@ -50,7 +52,7 @@ func (rb *recordingBackend) received() [][]byte {
 
 func TestHandlerRefusesEarlyAndPassesBytesThrough(t *testing.T) {
 	backend := newRecordingBackend(t)
-	gw := freeAddr(t)
+	gw := testutil.FreeAddr(t)
 	loadCaddyfile(t, fmt.Sprintf(`{
 	admin off
 	persist_config off

@@ -41,7 +41,7 @@ func startSimFleet(t *testing.T, n int, tweak func(i int, c *sim.Config), llmOpt
 		f.sims = append(f.sims, inst)
 		f.addrs = append(f.addrs, inst.Addr())
 	}
-	f.gw, f.admin = freeAddr(t), freeAddr(t)
+	f.gw, f.admin = testutil.FreeAddr(t), testutil.FreeAddr(t)
 	loadCaddyfile(t, fmt.Sprintf(`{
 	admin %s
 	persist_config off
@@ -342,7 +342,7 @@ func TestRetryReleasesLease(t *testing.T) {
 	}))
 	t.Cleanup(refusing.Close)
 	ok := startSim(t, nil)
-	gw := freeAddr(t)
+	gw := testutil.FreeAddr(t)
 	refusingAddr := strings.TrimPrefix(refusing.URL, "http://")
 	loadCaddyfile(t, fmt.Sprintf(`{
 	admin off
@@ -390,7 +390,7 @@ http://%s {
 func TestDynamicUpstreamsAreLearned(t *testing.T) {
 	s := startSim(t, nil)
 	_, port, _ := net.SplitHostPort(s.Addr())
-	gw := freeAddr(t)
+	gw := testutil.FreeAddr(t)
 	loadCaddyfile(t, fmt.Sprintf(`{
 	admin off
 	persist_config off

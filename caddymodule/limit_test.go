@@ -11,13 +11,14 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/llmgate/llmgate/internal/testutil"
 	"github.com/llmgate/llmgate/limiter"
 )
 
 func TestLimitPerKey(t *testing.T) {
 	freshLimiters(t)
 	s := startSim(t, nil)
-	gw := freeAddr(t)
+	gw := testutil.FreeAddr(t)
 	loadCaddyfile(t, fmt.Sprintf(`{
 	admin off
 	persist_config off

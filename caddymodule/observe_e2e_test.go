@@ -34,8 +34,8 @@ type observedGateway struct {
 
 func startObservedGateway(t *testing.T, handlerOptions string, upstreams ...string) *observedGateway {
 	t.Helper()
-	g := &observedGateway{admin: freeAddr(t), log: filepath.Join(t.TempDir(), "access.log")}
-	gw := freeAddr(t)
+	g := &observedGateway{admin: testutil.FreeAddr(t), log: filepath.Join(t.TempDir(), "access.log")}
+	gw := testutil.FreeAddr(t)
 	g.url = "http://" + gw
 	loadCaddyfile(t, fmt.Sprintf(`{
 	admin %s
@@ -459,7 +459,7 @@ func TestTTFTOutlierDegradesBackend(t *testing.T) {
 		addrs = append(addrs, inst.Addr())
 	}
 	slow := addrs[2]
-	gw, admin := freeAddr(t), freeAddr(t)
+	gw, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	loadCaddyfile(t, fmt.Sprintf(`{
 	admin %s
 	persist_config off

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/testutil"
 )
 
 // BenchmarkRelayLatency measures how long an SSE event takes to cross the
@@ -40,7 +42,7 @@ func BenchmarkRelayLatency(b *testing.B) {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	gw, admin := freeAddr(b), freeAddr(b)
+	gw, admin := testutil.FreeAddr(b), testutil.FreeAddr(b)
 	loadCaddyfile(b, fmt.Sprintf(`{
 	admin %s
 	persist_config off

@@ -3,7 +3,6 @@ package diagnose
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmgate/llmgate/internal/testutil"
 	"github.com/llmgate/llmgate/traffic"
 )
 
@@ -117,18 +117,6 @@ func fakeGateway(t *testing.T, fleet *FleetReport, metrics string) *httptest.Ser
 	return srv
 }
 
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func sourceNames(s *Snapshot) []string {
 	var out []string
 	for _, src := range s.Sources {
@@ -187,7 +175,7 @@ func TestCollectHealthFallback(t *testing.T) {
 	}))
 	defer health.Close()
 
-	s, err := Collect(context.Background(), Options{Admin: closedAddr(t), Health: health.URL + "/llm/health", Timeout: 5 * time.Second})
+	s, err := Collect(context.Background(), Options{Admin: testutil.FreeAddr(t), Health: health.URL + "/llm/health", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/diag"
+	"github.com/llmgate/llmgate/internal/testutil"
 	"github.com/llmgate/llmgate/traffic"
 )
 
@@ -113,7 +114,7 @@ func TestMain(t *testing.T) {
 	}
 
 	// An unreachable gateway is a critical finding: exit 2, with the report.
-	out, _, err = run("--admin", closedAddr(t), "--timeout", "2s")
+	out, _, err = run("--admin", testutil.FreeAddr(t), "--timeout", "2s")
 	if !errors.Is(err, ErrCritical) || !strings.Contains(out, "1. **CRITICAL** cannot read the gateway's fleet report") {
 		t.Fatalf("unreachable: %v\n%s", err, out)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -20,17 +19,6 @@ import (
 	"github.com/llmgate/llmgate/internal/testutil"
 	"github.com/llmgate/llmgate/sim"
 )
-
-// diagnoseFreeAddr asks the kernel for a free loopback port for Caddy's config.
-func diagnoseFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // runDiagnoseArgs runs the subcommand as the binary would and returns its
 // output and exit status.
@@ -79,7 +67,7 @@ func TestDiagnoseEndToEnd(t *testing.T) {
 		sims = append(sims, inst)
 		addrs = append(addrs, inst.Addr())
 	}
-	gw, admin := diagnoseFreeAddr(t), diagnoseFreeAddr(t)
+	gw, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(fmt.Sprintf(`{
 	admin %s
 	persist_config off

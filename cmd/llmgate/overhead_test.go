@@ -77,7 +77,7 @@ func TestBareRelayStreams(t *testing.T) {
 	defer backend.Close()
 	defer close(release)
 
-	relayAddr := diagnoseFreeAddr(t)
+	relayAddr := testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -107,7 +107,7 @@ func TestBareRelayStreams(t *testing.T) {
 // TestOverheadThroughBareRelay measures the floor the README compares with:
 // bench-overhead against bench-relay, with no stream cut on either side.
 func TestOverheadThroughBareRelay(t *testing.T) {
-	simAddr, relayAddr := diagnoseFreeAddr(t), diagnoseFreeAddr(t)
+	simAddr, relayAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

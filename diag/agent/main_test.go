@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -84,12 +83,7 @@ func TestMainFlags(t *testing.T) {
 // TestMainServes runs the command as an operator would and stops it with ctx.
 func TestMainServes(t *testing.T) {
 	smi, _ := fakeSMI(t, "cat <<'EOF'\n"+smiTwoGPUs+"\nEOF")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // Main listens itself; the port is free again for it
+	addr := testutil.FreeAddr(t) // Main listens itself
 
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)

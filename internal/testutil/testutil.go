@@ -2,6 +2,7 @@
 package testutil
 
 import (
+	"net"
 	"testing"
 	"time"
 )
@@ -32,4 +33,18 @@ func Eventually(t testing.TB, what string, cond func() (ok bool, state string)) 
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	Eventually(t, what, func() (bool, string) { return cond(), "" })
+}
+
+// FreeAddr is a loopback address the kernel just handed out and nothing
+// listens on now: for servers that must be told their address before they
+// listen (a Caddy config, a command's flag). The window in which another
+// process could take the port is tiny.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
