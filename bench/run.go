@@ -250,14 +250,20 @@ func (r *runner) arrivals() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	at := r.t0
-	for arrival := uint64(0); r.issueCtx.Err() == nil; arrival++ {
+	// The loop watches runCtx, not issueCtx: the supervisor ends issuing on
+	// the wall clock at the window's end, and a loop running late (or woken
+	// late from its timer) must still send the arrivals drawn before it.
+	// admit ends the loop at the first arrival past the window or the count.
+	for arrival := uint64(0); r.runCtx.Err() == nil; arrival++ {
 		at = at.Add(time.Duration(rng.ExpFloat64() / r.cfg.Rate * float64(time.Second)))
 		if d := time.Until(at); d > 0 {
 			timer.Reset(d)
 			select {
 			case <-timer.C:
 			case <-r.issueCtx.Done():
-				return
+				if r.runCtx.Err() != nil {
+					return
+				}
 			}
 		}
 		counted, ok := r.admit(at)
