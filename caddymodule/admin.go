@@ -56,9 +56,10 @@ func handleBackends(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// The admin API speaks JSON only, whatever the client accepts.
+	// The admin API speaks JSON only, whatever the client accepts, and is
+	// trusted with per-key figures.
 	r.Header.Del("Accept")
-	return serveReport(w, r, f)
+	return serveReport(w, r, f, true)
 }
 
 // handleBackendAction serves POST /llm/backends/{addr}/drain and /undrain.

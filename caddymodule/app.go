@@ -16,6 +16,7 @@ import (
 
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/limiter"
 	"github.com/llmgate/llmgate/traffic"
 )
 
@@ -50,8 +51,14 @@ type App struct {
 	Drain *lb.DrainConfig `json:"drain,omitempty"`
 	// Capacity, if set, adds a capacity plan from live traffic to llm_health.
 	Capacity *CapacityConfig `json:"capacity,omitempty"`
+	// KeySecret keys the hash that names client keys in logs and patterns
+	// (llm_key), so that it cannot be checked against guessed keys. Give every
+	// gateway the same one, through a placeholder such as
+	// {env.LLMGATE_KEY_SECRET}; without one, hashes are per process.
+	KeySecret string `json:"key_secret,omitempty"`
 
 	ctx    caddy.Context
+	keys   *limiter.Hasher // nil without KeySecret
 	fleet  *fleet
 	logger *zap.Logger
 }
@@ -71,6 +78,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.fleet = f
+	if err := a.provisionKeys(); err != nil {
+		return err
+	}
 	reg := ctx.GetMetricsRegistry()
 	if reg != nil {
 		if err := registerCollectors(reg); err != nil {

@@ -37,6 +37,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //		source_interval 5s
 //		health { ... }
 //		drain { ... }
+//		key_secret {env.LLMGATE_KEY_SECRET}
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -102,6 +103,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.Drain = cfg
+		case "key_secret":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			a.KeySecret = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		case "capacity":
 			cfg, err := parseCapacity(d)
 			if err != nil {

@@ -50,6 +50,7 @@ type Handler struct {
 	Queue *QueueConfig `json:"queue,omitempty"`
 
 	fleet     *fleet
+	keys      *limiter.Hasher
 	limiter   *limiter.Limiter
 	admission *lb.Admission
 }
@@ -72,6 +73,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.fleet = app.(*App).fleet
+	h.keys = app.(*App).keyHasher()
 	if h.MaxBody == 0 {
 		h.MaxBody = DefaultMaxBody
 	}
@@ -79,7 +81,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.Key = "{http.request.header.Authorization}"
 	}
 	if h.Limit != nil {
-		h.limiter = h.Limit.limiter()
+		if h.limiter, err = h.Limit.limiter(h.keys); err != nil {
+			return err
+		}
 	}
 	if h.Queue != nil {
 		h.Queue.setDefaults()
@@ -194,7 +198,7 @@ func (h *Handler) clientKey(r *http.Request) string {
 		// One shared bucket for every request without a key.
 		raw = "anonymous"
 	}
-	return limiter.HashKey(raw)
+	return h.keys.HashKey(raw)
 }
 
 // checkModel refuses a model no backend lists (404) and a request whose prompt

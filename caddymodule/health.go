@@ -24,6 +24,11 @@ func init() {
 // 200 while at least one backend can take traffic, 503 otherwise), a table for
 // browsers.
 type Health struct {
+	// ShowKeys adds per-key figures (the heaviest keys' hashes and usage) to the
+	// answer. They are off by default because this endpoint is often public;
+	// the admin API's GET /llm/patterns always has them.
+	ShowKeys bool `json:"show_keys,omitempty"`
+
 	fleet *fleet
 }
 
@@ -47,15 +52,15 @@ func (h *Health) Provision(ctx caddy.Context) error {
 
 // ServeHTTP writes the report; it never calls next.
 func (h *Health) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	return serveReport(w, r, h.fleet)
+	return serveReport(w, r, h.fleet, h.ShowKeys)
 }
 
-func serveReport(w http.ResponseWriter, r *http.Request, f *fleet) error {
+func serveReport(w http.ResponseWriter, r *http.Request, f *fleet, showKeys bool) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, nil)
 	}
-	report := buildReport(f, time.Now())
+	report := buildReport(f, time.Now(), showKeys)
 	status := http.StatusOK
 	if !report.Summary.CanServe {
 		status = http.StatusServiceUnavailable
@@ -117,14 +122,26 @@ var healthPage = template.Must(template.New("health").Funcs(template.FuncMap{
 <p>JSON: request with <code>Accept: application/json</code>.</p></body></html>
 `))
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens: `llm_health`.
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	llm_health {
+//		show_keys
+//	}
 func (h *Health) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
-		return d.Errf("llm_health takes no options, got %q", d.Val())
+		switch d.Val() {
+		case "show_keys":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.ShowKeys = true
+		default:
+			return d.Errf("unrecognized llm_health option %q (want show_keys)", d.Val())
+		}
 	}
 	return nil
 }

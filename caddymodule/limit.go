@@ -23,26 +23,35 @@ type LimitConfig struct {
 	// empty expansion is one shared "anonymous" key.
 	Key    string         `json:"key"`
 	Limits limiter.Limits `json:"limits"`
-	// Tiers override Limits for some keys, given raw as they arrive (hashed
-	// at load); Global limits all keys together.
+	// Tiers override Limits for some keys, given as "sha256:" and the hex
+	// SHA-256 of the key as it arrives, so that no key is written in the
+	// config (or raw, as before); Global limits all keys together.
 	Tiers   map[string]limiter.Limits `json:"tiers,omitempty"`
 	Global  limiter.Limits            `json:"global,omitzero"`
 	MaxKeys int                       `json:"max_keys,omitempty"`
 }
 
-// limiters keeps one Limiter per distinct limit config for the life of the
-// process, so buckets and in-flight counts survive a reload that keeps the config.
-var limiters sync.Map // config JSON → *limiter.Limiter
+// limiters keeps one Limiter per distinct limit config and key secret for the
+// life of the process, so buckets and in-flight counts survive a reload that
+// keeps both. The secret counts because the limiter's tiers are named under it.
+var limiters sync.Map // config JSON and secret fingerprint → *limiter.Limiter
 
-func (c *LimitConfig) limiter() *limiter.Limiter {
-	id, _ := json.Marshal(c)
-	if l, ok := limiters.Load(string(id)); ok {
-		return l.(*limiter.Limiter)
+func (c *LimitConfig) limiter(keys *limiter.Hasher) (*limiter.Limiter, error) {
+	for tier := range c.Tiers {
+		if err := limiter.CheckTierKey(tier); err != nil {
+			return nil, err
+		}
 	}
-	l, _ := limiters.LoadOrStore(string(id), limiter.New(limiter.Config{
-		Default: c.Limits, Tiers: c.Tiers, Global: c.Global, MaxKeys: c.MaxKeys,
+	cfg, _ := json.Marshal(c)
+	// The name of the empty key stands for the secret without revealing it.
+	id := string(cfg) + "\x00" + keys.HashKey("")
+	if l, ok := limiters.Load(id); ok {
+		return l.(*limiter.Limiter), nil
+	}
+	l, _ := limiters.LoadOrStore(id, limiter.New(limiter.Config{
+		Default: c.Limits, Tiers: c.Tiers, Keys: keys, Global: c.Global, MaxKeys: c.MaxKeys,
 	}))
-	return l.(*limiter.Limiter)
+	return l.(*limiter.Limiter), nil
 }
 
 // admit reserves the request and its tokens for the client, or writes the 429.
@@ -74,7 +83,7 @@ func (h *Handler) admit(w http.ResponseWriter, key string, tokens int64) (*limit
 //		tokens 400k/m
 //		concurrent 8
 //		max_keys 100000
-//		tier {$PREMIUM_KEY} {
+//		tier sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 {
 //			requests 6000/m
 //			tokens 4M/m
 //		}
@@ -85,7 +94,9 @@ func (h *Handler) admit(w http.ResponseWriter, key string, tokens int64) (*limit
 //	}
 //
 // A tier names a key as the key placeholder expands (e.g. "Bearer sk-..."),
-// best through an environment variable; it is hashed at load.
+// best by its SHA-256 (printf %s 'Bearer sk-...' | sha256sum), which keeps the
+// key out of the config JSON, the admin API's GET /config/ and the autosave
+// file. A raw key is accepted too.
 func parseLimit(d *caddyfile.Dispenser) (*LimitConfig, error) {
 	c := &LimitConfig{}
 	if !d.NextArg() {
@@ -103,6 +114,9 @@ func parseLimit(d *caddyfile.Dispenser) (*LimitConfig, error) {
 		case "tier":
 			if len(args) != 1 || args[0] == "" {
 				return d.Errf("tier: want one key, then a block")
+			}
+			if err := limiter.CheckTierKey(args[0]); err != nil {
+				return d.Err(err.Error())
 			}
 			var l limiter.Limits
 			if err := parseLimits(d, &l, nil); err != nil {

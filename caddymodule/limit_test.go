@@ -125,10 +125,14 @@ func TestLimitTiersAndGlobalCaddyfile(t *testing.T) {
 	}
 	// The tier lets its key past the default limit; the global limit caps
 	// everyone together.
-	l := c.limiter()
+	keys := limiter.NewHasher([]byte("a test key secret"))
+	l, err := c.limiter(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
 	now := time.Now()
 	admit := func(raw string) bool {
-		ticket, denial := l.Admit(limiter.HashKey(raw), 1, now)
+		ticket, denial := l.Admit(keys.HashKey(raw), 1, now)
 		if ticket != nil {
 			ticket.Settle(1)
 		}

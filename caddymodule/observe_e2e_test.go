@@ -21,7 +21,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/llmgate/llmgate/internal/testutil"
-	"github.com/llmgate/llmgate/limiter"
 	"github.com/llmgate/llmgate/sim"
 	"github.com/llmgate/llmgate/traffic"
 )
@@ -410,7 +409,7 @@ func TestPatternsThroughGateway(t *testing.T) {
 	if len(rep.Models) != 1 || rep.Models[0].Model != "m" || rep.Models[0].Windows[0].Requests != 6 {
 		t.Fatalf("models: %+v", rep.Models)
 	}
-	heavy := limiter.HashKey("Bearer sk-heavy")
+	heavy := processKeys(nil).HashKey("Bearer sk-heavy") // no key_secret configured
 	if len(rep.HeavyKeys) != 2 || rep.HeavyKeys[0].Key != heavy || rep.HeavyKeys[0].Requests != 5 {
 		t.Fatalf("heavy keys %+v, want %s first", rep.HeavyKeys, heavy)
 	}

@@ -11,8 +11,9 @@ import (
 
 // buildReport is the fleet report (diagnose.FleetReport, which defines the
 // JSON): diag's health view plus the balancer's rotation and in-flight counts,
-// the TTFT ratio the outlier rule sees, patterns and capacity.
-func buildReport(f *fleet, now time.Time) diagnose.FleetReport {
+// the TTFT ratio the outlier rule sees, patterns and capacity. Without showKeys
+// the patterns name no client key.
+func buildReport(f *fleet, now time.Time, showKeys bool) diagnose.FleetReport {
 	base := diag.NewReport(f.monitor.Backends(), now)
 	r := diagnose.FleetReport{GeneratedAt: now, Summary: diagnose.FleetSummary{Summary: base.Summary}, Backends: make([]diagnose.Backend, 0, len(base.Backends))}
 	for _, b := range base.Backends {
@@ -41,7 +42,10 @@ func buildReport(f *fleet, now time.Time) diagnose.FleetReport {
 		r.Backends = append(r.Backends, br)
 	}
 	patterns := f.patternReport(now)
-	r.Patterns = &patterns
 	r.Capacity = planCapacity(f, f.capacity.Load(), patterns, now)
+	if !showKeys {
+		patterns = patterns.WithoutKeys()
+	}
+	r.Patterns = &patterns
 	return r
 }

@@ -14,7 +14,7 @@ func BenchmarkAdmitSettle(b *testing.B) {
 		Default: Limits{RequestsPerPeriod: 1 << 40, TokensPerPeriod: 1 << 50, MaxConcurrent: 64},
 		Global:  Limits{RequestsPerPeriod: 1 << 40, TokensPerPeriod: 1 << 50},
 	})
-	key := HashKey("sk-bench")
+	key := testKeys.HashKey("sk-bench")
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -32,7 +32,7 @@ func BenchmarkAdmitSettleParallel(b *testing.B) {
 	l := New(Config{Default: Limits{RequestsPerPeriod: 1 << 40, TokensPerPeriod: 1 << 50, MaxConcurrent: 64}})
 	keys := make([]string, 10_000)
 	for i := range keys {
-		keys[i] = HashKey(strconv.Itoa(i))
+		keys[i] = testKeys.HashKey(strconv.Itoa(i))
 	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -51,6 +51,6 @@ func BenchmarkAdmitSettleParallel(b *testing.B) {
 func BenchmarkHashKey(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		HashKey("Bearer sk-proj-0123456789abcdefghijklmnopqrstuvwxyz")
+		testKeys.HashKey("Bearer sk-proj-0123456789abcdefghijklmnopqrstuvwxyz")
 	}
 }

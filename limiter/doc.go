@@ -30,8 +30,10 @@
 // ends, with the real prompt+output tokens. Settle is idempotent.
 //
 // Keys are whatever identifies a client (an API key header, by default)
-// after HashKey, which is also the only form of a key that may be logged.
-// Config.Tiers gives some keys other limits than Config.Default. The key
+// after a Hasher's HashKey, a keyed hash which is also the only form of a
+// key that may be logged. Config.Tiers gives some keys other limits than
+// Config.Default; a tier may be given by the key's SHA-256 alone, so
+// that no key needs to be written in a configuration. The key
 // table is bounded by MaxKeys: when full, a new key evicts the least
 // recently used one, preferring keys with nothing in flight. A flood of
 // new keys therefore cannot grow memory past the bound; it can only make

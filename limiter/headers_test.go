@@ -34,7 +34,7 @@ func TestHeaders(t *testing.T) {
 	l := newLimiter(c, Config{
 		Default: Limits{RequestsPerPeriod: 600, RequestBurst: 60, TokensPerPeriod: 400_000, Period: time.Minute},
 	})
-	key := HashKey("sk-a")
+	key := testKeys.HashKey("sk-a")
 	full := RateHeaders{LimitRequests: 600, RemainingRequests: 60, LimitTokens: 400_000, RemainingTokens: 400_000}
 	if h := l.Headers(key, c.Now()); h != full {
 		t.Errorf("unknown key: %+v", h)

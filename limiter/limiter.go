@@ -12,7 +12,7 @@ import (
 // concurrency. It is safe for concurrent use.
 type Limiter struct {
 	def    *plan
-	tiers  map[string]*plan // by hashed key
+	tiers  map[string]*plan // by the key's name from Config.Keys
 	global *globalState     // nil without a global limit
 	table  *table
 	now    func() time.Time
@@ -43,8 +43,13 @@ func New(cfg Config) *Limiter {
 		now:   cfg.Now,
 		epoch: cfg.Now(),
 	}
-	for raw, lim := range cfg.Tiers {
-		l.tiers[HashKey(raw)] = newPlan(lim)
+	if len(cfg.Tiers) > 0 && cfg.Keys == nil {
+		panic("limiter: Config.Tiers needs Config.Keys")
+	}
+	for tier, lim := range cfg.Tiers {
+		if d, err := tierDigest(tier); err == nil {
+			l.tiers[cfg.Keys.hashDigest(&d)] = newPlan(lim)
+		}
 	}
 	if g := newPlan(cfg.Global); !g.unlimited() {
 		l.global = &globalState{plan: g, req: newRequestLimiter(g)}
@@ -70,7 +75,7 @@ func (l *Limiter) planFor(key string) *plan {
 	return l.def
 }
 
-// Admit decides whether a request of key (as HashKey returns it) may start
+// Admit decides whether a request of key (named by Config.Keys) may start
 // at now, reserving tokens (its estimated prompt plus the most output it
 // may produce) in the key's and the global token buckets. It returns a
 // Ticket to Settle when the request ends, or a Denial saying which limit

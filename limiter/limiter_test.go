@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,8 +29,14 @@ func (c *clock) Add(d time.Duration) time.Time {
 	return c.t
 }
 
+// testKeys names keys in these tests, as a gateway's Hasher would.
+var testKeys = NewHasher([]byte("limiter test secret"))
+
 func newLimiter(c *clock, cfg Config) *Limiter {
 	cfg.Now = c.Now
+	if cfg.Keys == nil {
+		cfg.Keys = testKeys
+	}
 	return New(cfg)
 }
 
@@ -53,7 +60,7 @@ func TestBurstUnderConcurrency(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newClock()
 			l := newLimiter(c, tt.cfg)
-			key := HashKey("sk-test")
+			key := testKeys.HashKey("sk-test")
 			now := c.Now()
 			var admitted, denied atomic.Int64
 			var wrong atomic.Value
@@ -231,7 +238,7 @@ func TestTiers(t *testing.T) {
 	count := func(key string) int {
 		n := 0
 		for range 10 {
-			if _, d := l.Admit(HashKey(key), 0, c.Now()); d == nil {
+			if _, d := l.Admit(testKeys.HashKey(key), 0, c.Now()); d == nil {
 				n++
 			}
 		}
@@ -311,13 +318,69 @@ func TestDenialMessages(t *testing.T) {
 }
 
 func TestHashKey(t *testing.T) {
-	h := HashKey("sk-secret")
-	if len(h) != 16 || h != HashKey("sk-secret") || h == HashKey("sk-secreT") {
+	h := testKeys.HashKey("sk-secret")
+	if len(h) != 16 || h != testKeys.HashKey("sk-secret") || h == testKeys.HashKey("sk-secreT") {
 		t.Fatalf("HashKey: %q", h)
 	}
-	// SHA-256("abc") begins ba7816bf8f01cfea.
-	if got := HashKey("abc"); got != "ba7816bf8f01cfea" {
+	// The name an operator computes with the command in Hasher's doc:
+	// printf %s abc | openssl dgst -sha256 -binary | openssl dgst -sha256 -hmac "limiter test secret"
+	if got := testKeys.HashKey("abc"); got != "39de520c164b922e" {
 		t.Errorf("HashKey(abc) = %s", got)
+	}
+	// Another secret names every key differently, and no name is the
+	// key's unkeyed SHA-256 (of "abc": ba7816bf8f01cfea...), which anyone
+	// could check guesses against.
+	other := NewHasher([]byte("another secret"))
+	for _, k := range []string{"abc", "sk-secret", "", "Bearer sk-" + strings.Repeat("x", 300)} {
+		a, b := testKeys.HashKey(k), other.HashKey(k)
+		if a == b || a == "ba7816bf8f01cfea" || b == "ba7816bf8f01cfea" {
+			t.Errorf("%q: %s under both secrets", k, a)
+		}
+		if again := NewHasher([]byte("limiter test secret")).HashKey(k); again != a {
+			t.Errorf("%q: %s, then %s under the same secret", k, a, again)
+		}
+	}
+}
+
+// TestHashedTiers: a tier given as the SHA-256 of the key gets its limits,
+// under any secret, and a malformed one is refused.
+func TestHashedTiers(t *testing.T) {
+	// printf %s 'Bearer sk-gold' | sha256sum
+	const gold = "sha256:9f986c9dbe7fd1264a4d358aae59f1be22f0d50789aec3c90165ce42ebb60b64"
+	for _, secret := range []string{"one secret", "another secret"} {
+		keys := NewHasher([]byte(secret))
+		c := newClock()
+		l := newLimiter(c, Config{
+			Default: Limits{RequestsPerPeriod: 2},
+			Tiers:   map[string]Limits{gold: {RequestsPerPeriod: 5}},
+			Keys:    keys,
+		})
+		count := func(key string) int {
+			n := 0
+			for range 10 {
+				if _, d := l.Admit(keys.HashKey(key), 0, c.Now()); d == nil {
+					n++
+				}
+			}
+			return n
+		}
+		if n := count("Bearer sk-gold"); n != 5 {
+			t.Errorf("%s: hashed tier admitted %d, want 5", secret, n)
+		}
+		if n := count("sk-gold"); n != 2 {
+			t.Errorf("%s: another key admitted %d, want the default 2", secret, n)
+		}
+	}
+	for tier, ok := range map[string]bool{
+		gold:                                  true,
+		"sha256:" + strings.ToUpper(gold[7:]): true,
+		"Bearer sk-raw":                       true,
+		"sha256:9f98":                         false,
+		gold[:len(gold)-1] + "g":              false,
+	} {
+		if err := CheckTierKey(tier); (err == nil) != ok {
+			t.Errorf("CheckTierKey(%s): %v", tier, err)
+		}
 	}
 }
 
@@ -335,7 +398,7 @@ func TestRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 2000 {
-				key := HashKey(string(rune('a' + (g*7+i)%100)))
+				key := testKeys.HashKey(string(rune('a' + (g*7+i)%100)))
 				tk, _ := l.Admit(key, int64(i%500), time.Now())
 				l.Headers(key, time.Now())
 				if tk != nil {

@@ -35,9 +35,15 @@ type Config struct {
 	// Default applies to every key without a tier.
 	Default Limits
 
-	// Tiers overrides Default for some keys. They are given raw, as
-	// they arrive in requests; New hashes them with HashKey.
+	// Tiers overrides Default for some keys, given raw, as they arrive
+	// in requests, or better as TierKeyPrefix and the key's SHA-256 (see
+	// CheckTierKey, which New's caller should have run: New ignores a
+	// tier it refuses). New names them with Keys.
 	Tiers map[string]Limits
+
+	// Keys is the Hasher that names the keys given to Admit and Headers.
+	// It is required with Tiers.
+	Keys *Hasher
 
 	// Global applies to all requests together.
 	Global Limits

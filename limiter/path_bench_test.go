@@ -20,6 +20,7 @@ func BenchmarkRequestPath(b *testing.B) {
 	}
 	body, _ := json.Marshal(map[string]any{"model": "meta-llama/Llama-3.1-8B-Instruct", "messages": msgs, "max_tokens": 512, "stream": true})
 	est := traffic.NewEstimator(traffic.EstimatorConfig{})
+	keys := limiter.NewHasher([]byte("bench secret"))
 	l := limiter.New(limiter.Config{
 		Default: limiter.Limits{RequestsPerPeriod: 1 << 40, TokensPerPeriod: 1 << 50, MaxConcurrent: 64},
 		Global:  limiter.Limits{TokensPerPeriod: 1 << 50},
@@ -35,7 +36,7 @@ func BenchmarkRequestPath(b *testing.B) {
 		if e := traffic.CheckContext(r, r.EstimatedLongestPrompt, 131072); e != nil {
 			b.Fatal(e)
 		}
-		tk, d := l.Admit(limiter.HashKey("Bearer sk-proj-0123456789abcdefghij"), int64(prompt)+r.MaxOutputTokens(r.EstimatedLongestPrompt, 131072), time.Now())
+		tk, d := l.Admit(keys.HashKey("Bearer sk-proj-0123456789abcdefghij"), int64(prompt)+r.MaxOutputTokens(r.EstimatedLongestPrompt, 131072), time.Now())
 		if d != nil {
 			b.Fatal(d)
 		}

@@ -108,7 +108,7 @@ func TestKeyMemory(t *testing.T) {
 	const n = 100_000
 	keys := make([]string, n)
 	for i := range keys {
-		keys[i] = HashKey(fmt.Sprint("sk-", i))
+		keys[i] = testKeys.HashKey(fmt.Sprint("sk-", i))
 	}
 	var before, after runtime.MemStats
 	runtime.GC()

@@ -572,11 +572,32 @@ func (p *Patterns) shift(model string, recent, baseline *windowAcc, keys []KeyUs
 		if keys[0].Key == "" {
 			fmt.Fprintf(&b, "; requests without a key send %.0f%% of prompt tokens", keys[0].Share*100)
 		} else {
-			fmt.Fprintf(&b, "; key %s sends %.0f%% of prompt tokens", shortKey(keys[0].Key), keys[0].Share*100)
+			fmt.Fprintf(&b, "%s%s sends %.0f%% of prompt tokens", keyClause, shortKey(keys[0].Key), keys[0].Share*100)
 		}
 	}
 	s.Summary = b.String()
 	return s
+}
+
+// keyClause begins the part of a Shift's Summary that names a key.
+const keyClause = "; key "
+
+// WithoutKeys returns r without per-key figures (HeavyKeys, each Shift's
+// TopKeys and the key its Summary names), for readers who may see traffic
+// patterns but not who sends them; they read as null in JSON, withheld
+// rather than none. r itself is left as it was.
+func (r PatternReport) WithoutKeys() PatternReport {
+	r.HeavyKeys = nil
+	shifts := make([]Shift, len(r.Shifts))
+	for i, s := range r.Shifts {
+		s.TopKeys = nil
+		if cut := strings.Index(s.Summary, keyClause); cut >= 0 {
+			s.Summary = s.Summary[:cut]
+		}
+		shifts[i] = s
+	}
+	r.Shifts = shifts
+	return r
 }
 
 // keyWindow copies the summaries of the n buckets that end at idx, so that

@@ -146,6 +146,20 @@ func TestPatternsFloodNamesKey(t *testing.T) {
 	if w := windowOf(t, r, llama, "1m"); w.PromptTokens.P90 < 6000 || w.TTFTSeconds.P50 < 1.5 {
 		t.Errorf("llama 1m window %+v", w)
 	}
+
+	// Without keys, the report keeps the shift but names no key, and the
+	// full report is untouched.
+	anon := r.WithoutKeys()
+	js, _ := json.Marshal(anon)
+	if strings.Contains(string(js), flooder[:8]) || anon.HeavyKeys != nil {
+		t.Errorf("report without keys names one: %s", js)
+	}
+	if a := findShift(anon, llama); a == nil || !a.Active || a.TopKeys != nil || strings.Contains(a.Summary, "key") || !strings.HasPrefix(s.Summary, a.Summary) {
+		t.Errorf("shift without keys: %+v", a)
+	}
+	if findShift(r, llama).TopKeys == nil || len(r.HeavyKeys) != 20 {
+		t.Error("WithoutKeys changed the report it was called on")
+	}
 }
 
 func TestPatternsNoShiftWithFewSamples(t *testing.T) {
