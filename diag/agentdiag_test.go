@@ -14,7 +14,7 @@ func TestParseAgentDiagRealCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gpus, host, err := parseAgentDiag(bytes.NewReader(raw))
+	gpus, host, _, err := parseAgentDiag(bytes.NewReader(raw), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func TestParseAgentDiagRealCapture(t *testing.T) {
 	if host == nil || host.MemTotalBytes <= 0 {
 		t.Fatalf("host: %+v", host)
 	}
-	if _, _, err := parseAgentDiag(strings.NewReader(`{"gpus":[],"errors":{"nvidia_smi":"exec: not found"}}`)); err == nil {
+	if _, _, _, err := parseAgentDiag(strings.NewReader(`{"gpus":[],"errors":{"nvidia_smi":"exec: not found"}}`), 0); err == nil {
 		t.Fatal("an agent reporting an nvidia-smi error should surface it")
 	}
 }
@@ -35,6 +35,6 @@ func FuzzParseAgentDiag(f *testing.F) {
 	f.Add([]byte(`{"gpus":[{"index":0,"pcie_gen":3}],"host":{"swap_total_bytes":1e9}}`))
 	f.Add([]byte(`{"gpus":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		parseAgentDiag(bytes.NewReader(data)) // must not panic
+		parseAgentDiag(bytes.NewReader(data), 0) // must not panic
 	})
 }

@@ -1,6 +1,7 @@
 package diag
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"io"
@@ -8,8 +9,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-
-	dto "github.com/prometheus/client_model/go"
 )
 
 // ErrNoGPUMetrics is returned for a page with no per-GPU DCGM field on it.
@@ -52,74 +51,209 @@ type dcgmGPU struct {
 	GPU
 	fbFree, fbTotal, enforcedLimit, mgmtLimit *float64
 	clockEvents, clockThrottle                *uint64
+	nameFrom, busFrom                         int // field index Name and BusID came from
 }
 
-// ParseDCGM reads a DCGM exporter page (port 9400) into one GPU per distinct
+// DefaultMaxGPUs is how many GPUs one host-level reading (DCGM, agent) keeps.
+// A host has eight GPUs, sixteen at most; an exporter URL that aggregates a
+// few hosts still fits. A page listing more is a misconfigured or hostile
+// source, and what a reading keeps is shown in every health answer and
+// judged every second, so the rest is counted and dropped.
+const DefaultMaxGPUs = 64
+
+// ParseDCGM is ParseDCGMMax with DefaultMaxGPUs, for callers that do not need
+// to know how many GPUs were dropped.
+func ParseDCGM(r io.Reader) ([]GPU, error) {
+	gpus, _, err := ParseDCGMMax(r, DefaultMaxGPUs)
+	return gpus, err
+}
+
+// ParseDCGMMax reads a DCGM exporter page (port 9400) into one GPU per distinct
 // (hostname, gpu, UUID) label set, sorted by index. The gpu label is the index;
 // UUID and host keep apart GPUs of several machines behind one exporter URL or in
 // one concatenated page. Label keys are matched case-insensitively: released
 // exporters say Hostname, newer ones hostname. DCGM's blank sentinels (field not
 // supported or not found) leave the field nil rather than reporting a 9.2e18 °C
 // GPU.
-func ParseDCGM(r io.Reader) ([]GPU, error) {
-	fams, err := parseFamilies(r)
-	if err != nil {
-		return nil, err
+//
+// At most maxGPUs GPUs are kept (DefaultMaxGPUs when maxGPUs < 1): the first
+// ones the page names. The page is streamed and series of GPUs past the cap
+// are counted, not kept, so a page of 75,000 GPUs builds 64. dropped is how
+// many GPUs were left out, counted per field (the most any one field listed
+// beyond the kept ones). As with the backend parser, only the lines of the
+// fields read are checked: a malformed one fails the page, others are skipped.
+func ParseDCGMMax(r io.Reader, maxGPUs int) (gpus []GPU, dropped int, err error) {
+	if maxGPUs < 1 {
+		maxGPUs = DefaultMaxGPUs
 	}
-	byKey := map[string]*dcgmGPU{}
-	for _, name := range dcgmFieldNames {
-		set := dcgmFields[name]
-		mf := fams[name]
-		if mf == nil {
-			continue
-		}
-		for _, m := range mf.Metric {
-			g := dcgmGPUFor(byKey, m)
-			if g == nil {
-				continue
-			}
-			if v, ok := promValue(m); ok && !dcgmBlank(v) {
-				set(g, v)
-			}
-		}
+	n := len(dcgmFieldNames)
+	sc := &dcgmScan{max: maxGPUs, byKey: make(map[string]*dcgmGPU, min(maxGPUs, 16)),
+		dropped: make([]int, n), typed: make([]bool, n), decl: make([]declType, n)}
+	if err := scanLines(r, isDCGMField, sc.line); err != nil {
+		return nil, 0, err
 	}
-	if len(byKey) == 0 {
-		return nil, ErrNoGPUMetrics
+	if len(sc.gpus) == 0 {
+		return nil, 0, ErrNoGPUMetrics
 	}
-	gpus := make([]GPU, 0, len(byKey))
-	for _, g := range byKey {
+	gpus = make([]GPU, 0, len(sc.gpus))
+	for _, g := range sc.gpus {
 		gpus = append(gpus, g.finish())
 	}
 	slices.SortFunc(gpus, func(a, b GPU) int {
 		return cmp.Or(cmp.Compare(a.Index, b.Index), cmp.Compare(a.Hostname, b.Hostname),
 			cmp.Compare(a.UUID, b.UUID), cmp.Compare(a.BusID, b.BusID))
 	})
-	return gpus, nil
+	return gpus, slices.Max(sc.dropped), nil
 }
 
-// dcgmGPUFor finds or starts the GPU a series belongs to. Series without a
-// numeric gpu label (NVSwitch and NVLink families use other labels) are not
-// per-GPU and are skipped.
-func dcgmGPUFor(byKey map[string]*dcgmGPU, m *dto.Metric) *dcgmGPU {
-	idx := promLabelFold(m, "gpu")
-	n, err := strconv.Atoi(idx)
+// dcgmFieldIndex numbers the fields in dcgmFieldNames order.
+var dcgmFieldIndex = func() map[string]int {
+	m := make(map[string]int, len(dcgmFieldNames))
+	for i, n := range dcgmFieldNames {
+		m[n] = i
+	}
+	return m
+}()
+
+func isDCGMField(name []byte) bool {
+	_, ok := dcgmFieldIndex[string(name)]
+	return ok
+}
+
+// The labels a DCGM series is placed by, matched case-insensitively.
+const (
+	dlGPU = iota
+	dlUUID
+	dlHost
+	dlModel
+	dlBus
+	numDCGMLabels
+)
+
+var dcgmLabelNames = [numDCGMLabels]string{"gpu", "uuid", "hostname", "modelname", "pci_bus_id"}
+
+// dcgmScan is the state of one ParseDCGMMax call.
+type dcgmScan struct {
+	max     int
+	gpus    []*dcgmGPU // kept, in the order the page names them
+	byKey   map[string]*dcgmGPU
+	dropped []int // series of GPUs past the cap, per field
+	typed   []bool
+	decl    []declType
+
+	vals    [numDCGMLabels][]byte
+	found   [numDCGMLabels]bool
+	bufs    [numDCGMLabels][]byte // unescaped values
+	key     []byte
+	scratch []byte
+}
+
+func (sc *dcgmScan) line(line []byte) error {
+	if line[0] == '#' {
+		return sc.comment(line)
+	}
+	name, i := metricName(line)
+	if name == nil {
+		return nil // quoted-name syntax: not one of the fields read
+	}
+	fi, ok := dcgmFieldIndex[string(name)]
+	if !ok {
+		return nil
+	}
+	labels, v, err := sampleRest(line, i)
+	if err != nil {
+		return err
+	}
+	if err := sc.readLabels(labels); err != nil {
+		return err
+	}
+	// Series without a numeric gpu label (NVSwitch and NVLink families use
+	// other labels) are not per-GPU.
+	idx := sc.vals[dlGPU]
+	n, err := strconv.Atoi(string(idx))
 	if err != nil || n < 0 {
 		return nil
 	}
-	uuid, host := promLabelFold(m, "uuid"), promLabelFold(m, "hostname")
-	key := host + "\x00" + idx + "\x00" + uuid
-	g := byKey[key]
+	sc.key = append(append(append(append(append(sc.key[:0], sc.vals[dlHost]...), 0), idx...), 0), sc.vals[dlUUID]...)
+	g := sc.byKey[string(sc.key)]
 	if g == nil {
-		g = &dcgmGPU{GPU: GPU{Index: n, UUID: uuid, Hostname: host}}
-		byKey[key] = g
+		if len(sc.gpus) >= sc.max {
+			sc.dropped[fi]++
+			return nil
+		}
+		g = &dcgmGPU{GPU: GPU{Index: n, UUID: string(sc.vals[dlUUID]), Hostname: string(sc.vals[dlHost])},
+			nameFrom: -1, busFrom: -1}
+		sc.byKey[string(sc.key)] = g
+		sc.gpus = append(sc.gpus, g)
 	}
-	if g.Name == "" {
-		g.Name = promLabelFold(m, "modelname")
+	// The name and bus id come from the first series, in field-name order, that
+	// carries them, whatever order the page lists fields in.
+	if m := sc.vals[dlModel]; len(m) > 0 && (g.nameFrom < 0 || fi < g.nameFrom) {
+		g.Name, g.nameFrom = string(m), fi
 	}
-	if g.BusID == "" {
-		g.BusID = promLabelFold(m, "pci_bus_id")
+	if b := sc.vals[dlBus]; len(b) > 0 && (g.busFrom < 0 || fi < g.busFrom) {
+		g.BusID, g.busFrom = string(b), fi
 	}
-	return g
+	if sc.decl[fi] != declUntyped {
+		return nil // a histogram or summary by this name is not a value to read
+	}
+	if !math.IsNaN(v) && !math.IsInf(v, 0) && !dcgmBlank(v) {
+		dcgmFields[dcgmFieldNames[fi]](g, v)
+	}
+	return nil
+}
+
+// readLabels keeps the first value of each label placing a series, unescaped.
+func (sc *dcgmScan) readLabels(labels []byte) error {
+	sc.found = [numDCGMLabels]bool{}
+	for k := range sc.vals {
+		sc.vals[k] = nil
+	}
+	it := labelIter{b: labels}
+	for {
+		ln, lv, nameEsc, valEsc, ok := it.next()
+		if !ok {
+			return nil
+		}
+		if err := validUTF8(lv); err != nil {
+			return err
+		}
+		if nameEsc {
+			sc.scratch = unescape(sc.scratch[:0], ln)
+			ln = sc.scratch
+		}
+		for k, want := range dcgmLabelNames {
+			if sc.found[k] || !bytes.EqualFold(ln, []byte(want)) {
+				continue
+			}
+			sc.found[k] = true
+			if valEsc {
+				sc.bufs[k] = unescape(sc.bufs[k][:0], lv)
+				lv = sc.bufs[k]
+			}
+			sc.vals[k] = lv
+			break
+		}
+	}
+}
+
+// comment records the TYPE of the fields read: a second one is a broken page,
+// as expfmt has it, and a histogram or summary by a field's name is no value.
+func (sc *dcgmScan) comment(line []byte) error {
+	keyword, name, rest := commentFields(line)
+	if string(keyword) != "TYPE" {
+		return nil
+	}
+	fi, ok := dcgmFieldIndex[string(name)]
+	if !ok {
+		return nil
+	}
+	if sc.typed[fi] {
+		return errors.New("second TYPE line for " + dcgmFieldNames[fi])
+	}
+	sc.typed[fi] = true
+	sc.decl[fi] = parseDeclType(bytes.TrimRight(rest, " \t\r"))
+	return nil
 }
 
 func (g *dcgmGPU) finish() GPU {

@@ -18,9 +18,15 @@
 // whole, since half a page can make a saturated server look idle. The backend
 // parser runs for every backend on every scrape, so it is a small scanner that
 // reads only the families it needs (about 20 µs for a real vLLM page). The DCGM
-// and node_exporter parsers use expfmt and cost about 1 ms for an eight-GPU or
-// 128-thread host: scrape those once per host, and no faster than they change
-// (DCGM exporter refreshes every 30s by default).
+// and node_exporter parsers use the same scanner on a streamed page, one line
+// at a time, and keep a bounded reading whatever the page lists: at most
+// DefaultMaxGPUs GPUs (MonitorConfig.MaxGPUs), the rest counted as dropped, so
+// a page of 75,000 GPUs costs what one of 64 does. Host readings are shared by
+// the backends of a host and refreshed no faster than they change (DCGM
+// exporter refreshes every 30s by default).
+//
+// The history behind the rules keeps GPU lists only for the newest reading;
+// older samples keep a GPUSummary with what changed when their reading came.
 //
 // # Scraping
 //

@@ -361,7 +361,8 @@ type eccCount struct {
 }
 
 // checkGPUEvents finds new XIDs and ECC errors: for every GPU reading inside a
-// window, the change from the same GPU's previous reading.
+// window, the change from the same GPU's previous reading. Samples the Monitor
+// summarized carry that change already (GPUSummary); others are compared here.
 func checkGPUEvents(r *Rules, history []Sample, now time.Time, rs *reasons) {
 	if r.XID.Disabled && r.ECCUncorrected.Disabled {
 		return
@@ -373,7 +374,7 @@ func checkGPUEvents(r *Rules, history []Sample, now time.Time, rs *reasons) {
 		from = eccFrom
 	}
 	start := firstAtOrAfter(history, from)
-	for start < len(history) && len(history[start].GPUs) == 0 {
+	for start < len(history) && !hasGPUData(&history[start]) {
 		start++
 	}
 	if start == len(history) {
@@ -383,7 +384,7 @@ func checkGPUEvents(r *Rules, history []Sample, now time.Time, rs *reasons) {
 	// inside it are compared with.
 	for start > 0 {
 		start--
-		if len(history[start].GPUs) > 0 {
+		if hasGPUData(&history[start]) {
 			break
 		}
 	}
@@ -391,13 +392,28 @@ func checkGPUEvents(r *Rules, history []Sample, now time.Time, rs *reasons) {
 	ecc := eccBuf[:0]
 	var prev []GPU
 	for i := start; i < len(history); i++ {
-		cur := history[i].GPUs
-		if len(cur) == 0 {
+		h := &history[i]
+		if !hasGPUData(h) {
 			continue
 		}
-		at := history[i].At
+		at := h.At
 		xidOn := !r.XID.Disabled && !at.Before(xidFrom)
 		eccOn := !r.ECCUncorrected.Disabled && !at.Before(eccFrom)
+		if sum := &h.GPUSummary; sum.GPUs > 0 || sum.hasEvents() {
+			if xidOn {
+				for _, x := range sum.NewXIDs {
+					rs.add("xid " + strconv.FormatFloat(x, 'f', -1, 64))
+				}
+			}
+			if eccOn {
+				for _, e := range sum.ECC {
+					ecc = addECC(ecc, e.Index, e.UUID, e.Increase)
+				}
+			}
+			prev = h.GPUs
+			continue
+		}
+		cur := h.GPUs
 		if prev != nil && (xidOn || eccOn) && !sameSlice(prev, cur) {
 			for j := range cur {
 				g := &cur[j]
@@ -405,14 +421,12 @@ func checkGPUEvents(r *Rules, history []Sample, now time.Time, rs *reasons) {
 				if p == nil {
 					continue
 				}
-				if xidOn && g.LastXID != nil && p.LastXID != nil && g.LastXID != p.LastXID &&
-					*g.LastXID != 0 && *g.LastXID != *p.LastXID {
-					rs.add("xid " + strconv.FormatFloat(*g.LastXID, 'f', -1, 64))
+				xid, isNew, inc := gpuChange(p, g)
+				if xidOn && isNew {
+					rs.add("xid " + strconv.FormatFloat(xid, 'f', -1, 64))
 				}
-				if eccOn && g.ECCUncorrected != nil && p.ECCUncorrected != nil && g.ECCUncorrected != p.ECCUncorrected {
-					if inc := counterIncrease(*p.ECCUncorrected, *g.ECCUncorrected, false); inc > 0 {
-						ecc = addECC(ecc, g, inc)
-					}
+				if eccOn && inc > 0 {
+					ecc = addECC(ecc, g.Index, g.UUID, inc)
 				}
 			}
 		}
@@ -423,14 +437,20 @@ func checkGPUEvents(r *Rules, history []Sample, now time.Time, rs *reasons) {
 	}
 }
 
-func addECC(ecc []eccCount, g *GPU, inc float64) []eccCount {
+// hasGPUData reports whether a sample has a GPU reading, whole or summarized,
+// or events moved onto it.
+func hasGPUData(s *Sample) bool {
+	return len(s.GPUs) > 0 || s.GPUSummary.GPUs > 0 || s.GPUSummary.hasEvents()
+}
+
+func addECC(ecc []eccCount, index int, uuid string, inc float64) []eccCount {
 	for k := range ecc {
-		if ecc[k].index == g.Index && ecc[k].uuid == g.UUID {
+		if ecc[k].index == index && ecc[k].uuid == uuid {
 			ecc[k].inc += inc
 			return ecc
 		}
 	}
-	return append(ecc, eccCount{index: g.Index, uuid: g.UUID, inc: inc})
+	return append(ecc, eccCount{index: index, uuid: uuid, inc: inc})
 }
 
 // sameSlice reports whether two readings share one backing array: a caller that

@@ -2,8 +2,6 @@ package diag
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -38,6 +36,9 @@ type MonitorConfig struct {
 	// SourceInterval is how long a host-level reading is reused (default
 	// DefaultSourceInterval); see sourceCache.
 	SourceInterval time.Duration
+	// MaxGPUs is how many GPUs one DCGM or agent reading keeps (default
+	// DefaultMaxGPUs); the rest are dropped and counted.
+	MaxGPUs int
 	// OnScrape, if set, is called after each source fetch (for metrics).
 	OnScrape func(ScrapeEvent)
 	// OnVerdict, if set, is called when a backend's health state changes.
@@ -66,6 +67,8 @@ type ScrapeEvent struct {
 	Source   string
 	Duration time.Duration
 	Err      error
+	// GPUsDropped counts the GPUs the page listed past MaxGPUs.
+	GPUsDropped int
 }
 
 // staleAfter is how many intervals may pass without a good scrape before a
@@ -124,6 +127,17 @@ type telemetry struct {
 	rates    Rates
 	models   []ModelCard // from /v1/models; nil until read
 	modelsAt time.Time   // last attempt to read them
+	gpus     lastReading // the newest GPU reading, for what the next one changed
+}
+
+// lastReading is a backend's newest GPU reading, kept whole.
+type lastReading struct {
+	gpus    []GPU
+	at      time.Time  // the last sample that carried it
+	summary GPUSummary // without events
+	// unshown are the events of samples thinned away with no reading kept
+	// after them (DCGM failing since): the next reading shows them.
+	unshown GPUSummary
 }
 
 // BackendView is a copy of what the Monitor knows about one backend.
@@ -135,6 +149,7 @@ type BackendView struct {
 	Stats       *BackendStats     `json:"stats,omitempty"`
 	Rates       Rates             `json:"rates"`
 	GPUs        []GPU             `json:"gpus,omitempty"`
+	GPUsDropped int               `json:"gpus_dropped,omitempty"` // listed past MaxGPUs
 	Host        *Host             `json:"host,omitempty"`
 	Verdict     Verdict           `json:"verdict"`
 	Stale       bool              `json:"stale"`
@@ -166,6 +181,9 @@ func (m *Monitor) Configure(cfg MonitorConfig) {
 	}
 	if cfg.SourceInterval <= 0 {
 		cfg.SourceInterval = DefaultSourceInterval
+	}
+	if cfg.MaxGPUs <= 0 {
+		cfg.MaxGPUs = DefaultMaxGPUs
 	}
 	client := cfg.Client
 	if client == nil {
@@ -456,21 +474,22 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 			continue
 		}
 		url := ExpandSourceURL(tmpl, t.addr)
-		gpus, host, fetched, took, err := m.readSource(ctx, f, cfg.SourceInterval, source, url)
-		if fetched && cfg.OnScrape != nil {
-			cfg.OnScrape(ScrapeEvent{Backend: t.addr, Source: source, Duration: took, Err: err})
+		rd := m.readSource(ctx, f, cfg.SourceInterval, cfg.MaxGPUs, source, url)
+		if rd.fetched && cfg.OnScrape != nil {
+			cfg.OnScrape(ScrapeEvent{Backend: t.addr, Source: source, Duration: rd.took, Err: rd.err,
+				GPUsDropped: rd.dropped})
 		}
-		if err != nil {
-			sourceErrs = append(sourceErrs, source+": "+err.Error())
-			if fetched {
+		if rd.err != nil {
+			sourceErrs = append(sourceErrs, source+": "+rd.err.Error())
+			if rd.fetched {
 				failedSources = append(failedSources, source)
 			}
 		}
 		if len(s.GPUs) == 0 {
-			s.GPUs = gpus
+			s.GPUs, s.GPUsDropped = rd.gpus, rd.dropped
 		}
 		if s.Host == nil {
-			s.Host = host
+			s.Host = rd.host
 		}
 	}
 
@@ -544,32 +563,79 @@ func (t *telemetry) lastGoodStats() *Sample {
 }
 
 // appendHistory adds s and thins old samples. The stored copy drops the TTFT
-// buckets (only the latest sample needs them).
+// buckets (only the latest sample needs them), and GPU readings are kept whole
+// only by the samples of the newest one: the others keep its GPUSummary, with
+// what changed since the reading before (see GPUSummary).
 func (t *telemetry) appendHistory(s Sample) {
 	if s.Stats != nil {
 		st := *s.Stats
 		st.TTFT = Histogram{Count: st.TTFT.Count, Sum: st.TTFT.Sum}
 		s.Stats = &st
 	}
+	fresh := len(s.GPUs) > 0
+	if fresh {
+		s.GPUSummary = t.summarize(s.At, s.GPUs, s.GPUsDropped)
+	}
 	t.history = append(t.history, s)
 	cutoffFull := s.At.Add(-historyFull)
 	cutoffKeep := s.At.Add(-historyKeep)
 	kept := t.history[:0]
 	var lastCoarse time.Time
+	var moved GPUSummary // events of thinned samples
 	for _, h := range t.history {
+		if fresh && len(h.GPUs) > 0 && !sameSlice(h.GPUs, s.GPUs) {
+			h.GPUs = nil
+		}
 		switch {
 		case h.At.Before(cutoffKeep):
 			continue
 		case h.At.Before(cutoffFull):
 			if !lastCoarse.IsZero() && h.At.Sub(lastCoarse) < historyCoarse {
+				if h.GPUSummary.hasEvents() {
+					moved = moved.withEvents(&h.GPUSummary)
+				}
 				continue
 			}
 			lastCoarse = h.At
+		}
+		// A change in a thinned sample shows at the next reading kept, as it
+		// did when the rules compared the readings kept on either side of it.
+		if moved.hasEvents() && (len(h.GPUs) > 0 || h.GPUSummary.GPUs > 0) {
+			h.GPUSummary = h.GPUSummary.withEvents(&moved)
+			moved = GPUSummary{}
 		}
 		kept = append(kept, h)
 	}
 	clear(t.history[len(kept):])
 	t.history = kept
+	if moved.hasEvents() { // no reading kept after them yet: the next one shows them
+		t.gpus.unshown = t.gpus.unshown.withEvents(&moved)
+	}
+}
+
+// summarize is the summary of a reading that has just arrived, with what
+// changed since the previous one. A reading reused from the source cache (the
+// same slice) changed nothing.
+func (t *telemetry) summarize(at time.Time, gpus []GPU, dropped int) GPUSummary {
+	prev := t.gpus
+	var sum GPUSummary
+	if prev.gpus != nil && sameSlice(prev.gpus, gpus) {
+		sum = prev.summary
+	} else {
+		sum = summarizeGPUs(gpus, dropped)
+	}
+	t.gpus = lastReading{gpus: gpus, at: at, summary: sum}
+	// A reading the history no longer holds is no longer one to compare with.
+	if prev.gpus == nil || prev.at.Before(at.Add(-historyKeep)) {
+		return sum
+	}
+	if !sameSlice(prev.gpus, gpus) {
+		sum.addChanges(prev.gpus, gpus)
+	}
+	if prev.unshown.hasEvents() {
+		sum = sum.withEvents(&prev.unshown)
+	}
+	return sum
 }
 
 // maxSourceBytes bounds what one fetch may read; the parsers bound themselves too.
@@ -628,23 +694,6 @@ func ExpandSourceURL(tmpl, upstream string) string {
 	return strings.NewReplacer("{host}", hostForURL, "{port}", port, "{upstream}", upstream).Replace(tmpl)
 }
 
-// parseAgentDiag reads the llmgate agent's /diag JSON.
-func parseAgentDiag(r io.Reader) ([]GPU, *Host, error) {
-	var doc struct {
-		GPUs   []GPU             `json:"gpus"`
-		Host   *Host             `json:"host"`
-		Errors map[string]string `json:"errors"`
-	}
-	if err := json.NewDecoder(r).Decode(&doc); err != nil {
-		return nil, nil, fmt.Errorf("agent /diag: %w", err)
-	}
-	var err error
-	if msg := doc.Errors["nvidia_smi"]; msg != "" {
-		err = errors.New("agent nvidia-smi: " + msg)
-	}
-	return doc.GPUs, doc.Host, err
-}
-
 // Backends returns a copy of every backend's state, sorted by address.
 func (m *Monitor) Backends() []BackendView {
 	m.mu.RLock()
@@ -675,6 +724,7 @@ func (m *Monitor) viewLocked(t *telemetry) BackendView {
 		Static:      t.static,
 		Rates:       t.rates,
 		GPUs:        t.last.GPUs,
+		GPUsDropped: t.last.GPUsDropped,
 		Host:        t.last.Host,
 		Verdict:     t.verdict,
 		LastScrape:  t.lastGood,

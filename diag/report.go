@@ -43,8 +43,16 @@ type BackendReport struct {
 	ConsecutiveFailures int      `json:"consecutive_failures"`
 
 	GPUs []GPU `json:"gpus,omitempty"`
-	Host *Host `json:"host,omitempty"`
+	// GPUsDropped counts the GPUs the source listed that GPUs leaves out (past
+	// the reading's cap, or past MaxReportGPUs).
+	GPUsDropped int   `json:"gpus_dropped,omitempty"`
+	Host        *Host `json:"host,omitempty"`
 }
+
+// MaxReportGPUs bounds the GPUs one backend's entry shows, whatever cap the
+// readings have: backends on one host each show its GPUs, so a raised cap
+// would multiply into every health answer.
+const MaxReportGPUs = DefaultMaxGPUs
 
 // NewReport builds a Report from the Monitor's views. Numbers a backend does not
 // have (never scraped, or stale) are null rather than zero, so nobody mistakes
@@ -62,7 +70,12 @@ func NewReport(views []BackendView, now time.Time) Report {
 			LastError:           v.LastError,
 			ConsecutiveFailures: v.Failures,
 			GPUs:                v.GPUs,
+			GPUsDropped:         v.GPUsDropped,
 			Host:                v.Host,
+		}
+		if len(b.GPUs) > MaxReportGPUs {
+			b.GPUsDropped += len(b.GPUs) - MaxReportGPUs
+			b.GPUs = b.GPUs[:MaxReportGPUs:MaxReportGPUs]
 		}
 		if b.Models == nil {
 			b.Models = []string{}

@@ -20,9 +20,17 @@ type hostReading struct {
 	mu   sync.Mutex // one fetch per URL at a time; others wait and reuse it
 	at   time.Time  // when the last fetch ended; zero before the first
 	used time.Time  // last time a scrape asked for it, for expiry
-	gpus []GPU
-	host *Host
-	err  error
+	read sourceRead
+}
+
+// sourceRead is one host-level reading as a scrape gets it.
+type sourceRead struct {
+	gpus    []GPU // at most MonitorConfig.MaxGPUs
+	dropped int   // GPUs the source listed past the cap
+	host    *Host
+	err     error
+	fetched bool          // this call did the fetch (report it once, not per backend)
+	took    time.Duration // of the fetch, when fetched
 }
 
 // sourceCache holds hostReadings by URL.
@@ -58,40 +66,41 @@ func (c *sourceCache) expire(cutoff time.Time) {
 }
 
 // readSource returns the reading of one host-level source, fetching it only when
-// the last reading is older than maxAge. fetched reports whether this call did
-// the fetch (so the fetch is reported once, not once per backend).
-func (m *Monitor) readSource(ctx context.Context, f fetcher, maxAge time.Duration,
-	source, url string) (gpus []GPU, host *Host, fetched bool, dur time.Duration, err error) {
+// the last reading is older than maxAge.
+func (m *Monitor) readSource(ctx context.Context, f fetcher, maxAge time.Duration, maxGPUs int,
+	source, url string) sourceRead {
 	now := m.now()
 	r := m.sources.get(url, now)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.at.IsZero() && now.Sub(r.at) < maxAge {
-		return r.gpus, r.host, false, 0, r.err
+		return r.read
 	}
 	t0 := time.Now()
 	var prevHost *Host
-	if r.err == nil {
-		prevHost = r.host
+	if r.read.err == nil {
+		prevHost = r.read.host
 	}
-	r.gpus, r.host = nil, nil
-	r.err = f.fetch(ctx, url, func(body io.Reader) error {
+	var rd sourceRead
+	rd.err = f.fetch(ctx, url, func(body io.Reader) error {
 		var err error
 		switch source {
 		case SourceDCGM:
-			r.gpus, err = ParseDCGM(body)
+			rd.gpus, rd.dropped, err = ParseDCGMMax(body, maxGPUs)
 		case SourceNode:
-			r.host, err = ParseNodeExporter(body)
+			rd.host, err = ParseNodeExporter(body)
 		case SourceAgent:
-			r.gpus, r.host, err = parseAgentDiag(body)
+			rd.gpus, rd.host, rd.dropped, err = parseAgentDiag(body, maxGPUs)
 		}
 		return err
 	})
 	// CPU busy is a rate: it needs this reading and the previous one of the same
 	// host, which only the cache has.
-	if r.host != nil && prevHost != nil && r.host.CPUSeconds != nil && r.host.CPUBusy < 0 {
-		r.host.CPUBusy = CPUBusyBetween(prevHost.CPUSeconds, r.host.CPUSeconds)
+	if rd.host != nil && prevHost != nil && rd.host.CPUSeconds != nil && rd.host.CPUBusy < 0 {
+		rd.host.CPUBusy = CPUBusyBetween(prevHost.CPUSeconds, rd.host.CPUSeconds)
 	}
+	r.read = rd
 	r.at = m.now()
-	return r.gpus, r.host, true, time.Since(t0), r.err
+	rd.fetched, rd.took = true, time.Since(t0)
+	return rd
 }

@@ -118,5 +118,12 @@ type Sample struct {
 	Stats     *BackendStats `json:"stats,omitempty"` // nil when the scrape failed
 	ScrapeErr string        `json:"scrape_error,omitempty"`
 	GPUs      []GPU         `json:"gpus,omitempty"`
-	Host      *Host         `json:"host,omitempty"`
+	// GPUsDropped counts the GPUs the source listed past the cap on a reading
+	// (MonitorConfig.MaxGPUs); GPUs holds the others.
+	GPUsDropped int   `json:"gpus_dropped,omitempty"`
+	Host        *Host `json:"host,omitempty"`
+	// GPUSummary is set by the Monitor on the samples of its history, which keep
+	// GPUs only while theirs is the newest reading (see GPUSummary). Evaluate
+	// reads it where it is set, and compares GPUs readings where it is not.
+	GPUSummary GPUSummary `json:"gpu_summary,omitzero"`
 }
