@@ -45,6 +45,9 @@ type App struct {
 	SourceInterval caddy.Duration `json:"source_interval,omitempty"`
 	Node           string         `json:"node,omitempty"`
 	Agent          string         `json:"agent,omitempty"`
+	// MaxGPUs is how many GPUs one DCGM or agent reading keeps (default 64);
+	// a source listing more has the rest dropped and counted.
+	MaxGPUs int `json:"max_gpus,omitempty"`
 	// Health rules; unset fields keep their defaults.
 	Health *diag.Rules `json:"health,omitempty"`
 	// Drain is the automatic drain policy; unset fields keep their defaults.
@@ -95,6 +98,9 @@ func (a *App) Validate() error {
 	if a.ScrapeInterval < 0 || a.ScrapeTimeout < 0 {
 		return fmt.Errorf("scrape_interval and scrape_timeout must not be negative")
 	}
+	if a.MaxGPUs < 0 {
+		return fmt.Errorf("max_gpus must not be negative")
+	}
 	for _, b := range a.Backends {
 		if _, _, err := net.SplitHostPort(b); err != nil {
 			return fmt.Errorf("backend %q: want host:port: %v", b, err)
@@ -129,6 +135,7 @@ func (a *App) Start() error {
 		Timeout:        time.Duration(a.ScrapeTimeout),
 		MaxConcurrent:  a.MaxConcurrentScrapes,
 		SourceInterval: time.Duration(a.SourceInterval),
+		MaxGPUs:        a.MaxGPUs,
 		Sources:        map[string]string{diag.SourceDCGM: a.DCGM, diag.SourceNode: a.Node, diag.SourceAgent: a.Agent},
 		Rules:          rules,
 		TTFT:           a.fleet.ttft,

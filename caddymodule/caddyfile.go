@@ -35,6 +35,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //		node  http://{host}:9100/metrics
 //		agent http://{host}:9109/diag
 //		source_interval 5s
+//		max_gpus 64
 //		health { ... }
 //		drain { ... }
 //		key_secret {env.LLMGATE_KEY_SECRET}
@@ -63,15 +64,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				a.SourceInterval = caddy.Duration(dur)
 			}
-		case "max_concurrent_scrapes":
+		case "max_concurrent_scrapes", "max_gpus":
+			name := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
 			n, err := strconv.Atoi(d.Val())
 			if err != nil || n < 1 {
-				return d.Errf("max_concurrent_scrapes: want a positive integer, got %q", d.Val())
+				return d.Errf("%s: want a positive integer, got %q", name, d.Val())
 			}
-			a.MaxConcurrentScrapes = n
+			if name == "max_gpus" {
+				a.MaxGPUs = n
+			} else {
+				a.MaxConcurrentScrapes = n
+			}
 		case "backends":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

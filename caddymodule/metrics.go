@@ -133,11 +133,21 @@ func (fleetCollector) Collect(ch chan<- prometheus.Metric) {
 
 func observeScrape(e diag.ScrapeEvent) {
 	scrapeDuration.WithLabelValues(e.Backend, e.Source).Observe(e.Duration.Seconds())
+	if e.GPUsDropped > 0 {
+		sourceTruncated.WithLabelValues(e.Source).Inc()
+	}
 }
+
+// sourceTruncated counts readings cut at max_gpus. Labelled by source only:
+// a host's reading is fetched once for all its backends.
+var sourceTruncated = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "llmgate_source_truncated_total",
+	Help: "Host-level readings (dcgm, agent) that listed more GPUs than max_gpus; the rest were dropped.",
+}, []string{"source"})
 
 // collectors are every collector llmgate exports.
 func collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{fleetCollector{}, scrapeDuration, drainsTotal}, requestCollectors()...)
+	return append([]prometheus.Collector{fleetCollector{}, scrapeDuration, drainsTotal, sourceTruncated}, requestCollectors()...)
 }
 
 // registerCollectors adds llmgate's collectors to a config's registry. Each config

@@ -19,6 +19,7 @@ func TestGlobalOptionAndHealthRules(t *testing.T) {
 	app, err := parseApp(t, `llm {
 		scrape_interval 500ms
 		max_concurrent_scrapes 8
+		max_gpus 16
 		backends 10.0.0.1:8000 10.0.0.2:8000
 		agent http://{host}:9109/diag
 		health {
@@ -37,7 +38,7 @@ func TestGlobalOptionAndHealthRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if time.Duration(app.ScrapeInterval) != 500*time.Millisecond || app.MaxConcurrentScrapes != 8 ||
+	if time.Duration(app.ScrapeInterval) != 500*time.Millisecond || app.MaxConcurrentScrapes != 8 || app.MaxGPUs != 16 ||
 		len(app.Backends) != 2 || app.Agent != "http://{host}:9109/diag" {
 		t.Fatalf("app: %+v", app)
 	}
@@ -76,6 +77,7 @@ func TestGlobalOptionErrors(t *testing.T) {
 		{`llm { health { nonsense 1 } }`, "unrecognized health rule"},
 		{`llm { health { hw_throttle maybe } }`, "on or off"},
 		{`llm { max_concurrent_scrapes 0 }`, "positive"},
+		{`llm { max_gpus -1 }`, "max_gpus: want a positive integer"},
 	} {
 		_, err := parseApp(t, tc.src)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -85,6 +87,7 @@ func TestGlobalOptionErrors(t *testing.T) {
 	for _, tc := range []App{
 		{Backends: []string{"no-port"}},
 		{DCGM: "{host}:9400/metrics"},
+		{MaxGPUs: -1},
 	} {
 		if err := tc.Validate(); err == nil {
 			t.Errorf("Validate(%+v) accepted a bad config", tc)
