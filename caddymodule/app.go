@@ -52,6 +52,9 @@ type App struct {
 	Health *diag.Rules `json:"health,omitempty"`
 	// Drain is the automatic drain policy; unset fields keep their defaults.
 	Drain *lb.DrainConfig `json:"drain,omitempty"`
+	// Eject is the outlier-ejection policy: backends whose requests fail in a
+	// row leave the rotation for a growing time, within the drain cap.
+	Eject *lb.EjectConfig `json:"eject,omitempty"`
 	// Capacity, if set, adds a capacity plan from live traffic to llm_health.
 	Capacity *CapacityConfig `json:"capacity,omitempty"`
 	// KeySecret keys the hash that names client keys in logs and patterns
@@ -130,6 +133,11 @@ func (a *App) Start() error {
 		drain = *a.Drain
 	}
 	a.fleet.pool.SetDrainConfig(drain)
+	eject := lb.DefaultEjectConfig()
+	if a.Eject != nil {
+		eject = *a.Eject
+	}
+	a.fleet.pool.SetEjectConfig(eject)
 	a.fleet.monitor.Configure(diag.MonitorConfig{
 		Interval:       a.scrapeInterval(),
 		Timeout:        time.Duration(a.ScrapeTimeout),
@@ -360,7 +368,10 @@ func (f *fleet) logTransitions(ts []lb.Transition) {
 			zap.String("to", string(t.To)),
 			zap.Bool("manual", t.Manual),
 			zap.Strings("reasons", t.Reasons))
-		if t.From == lb.Active {
+		switch {
+		case t.To == lb.Ejected:
+			ejectionsTotal.WithLabelValues(t.Addr, t.Outcome.String()).Inc()
+		case t.From == lb.Active:
 			for _, reason := range t.Reasons {
 				drainsTotal.WithLabelValues(reasonKind(reason)).Inc()
 			}

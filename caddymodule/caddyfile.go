@@ -38,6 +38,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //		max_gpus 64
 //		health { ... }
 //		drain { ... }
+//		eject { ... }
 //		key_secret {env.LLMGATE_KEY_SECRET}
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -109,6 +110,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.Drain = cfg
+		case "eject":
+			cfg, err := parseEject(d)
+			if err != nil {
+				return err
+			}
+			a.Eject = cfg
 		case "key_secret":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -178,6 +185,58 @@ func parseDrain(d *caddyfile.Dispenser) (*lb.DrainConfig, error) {
 			}
 		default:
 			return nil, d.Errf("unrecognized drain option %q", name)
+		}
+	}
+	return &c, nil
+}
+
+// parseEject reads the `eject { ... }` block:
+//
+//	eject off
+//	eject {
+//		failures  5
+//		base_time 10s
+//		max_time  5m
+//		off
+//	}
+func parseEject(d *caddyfile.Dispenser) (*lb.EjectConfig, error) {
+	var c lb.EjectConfig
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		c.Disabled = true
+		return &c, nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if name == "off" {
+			c.Disabled = true
+			continue
+		}
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		val := d.Val()
+		switch name {
+		case "failures":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 {
+				return nil, d.Errf("failures: want a positive integer, got %q", val)
+			}
+			c.Failures = n
+		case "base_time", "max_time":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("%s: want a positive duration, got %q", name, val)
+			}
+			if name == "base_time" {
+				c.BaseTime = dur
+			} else {
+				c.MaxTime = dur
+			}
+		default:
+			return nil, d.Errf("unrecognized eject option %q", name)
 		}
 	}
 	return &c, nil

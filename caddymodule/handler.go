@@ -48,6 +48,19 @@ type Handler struct {
 	// Queue, if set, holds requests while every backend serving their model
 	// is saturated, instead of piling them onto full KV caches.
 	Queue *QueueConfig `json:"queue,omitempty"`
+	// Retries is how many more backends a request refused before its first
+	// byte (connection error, 429 or 5xx, first-byte deadline) is tried on;
+	// nil is DefaultRetries, 0 turns retries off. A started response is
+	// never retried.
+	Retries *int `json:"retries,omitempty"`
+	// FirstByteTimeout bounds the wait for the first byte of a streamed
+	// response (default 60s; negative for none). A non-streamed answer, sent
+	// whole, is allowed 1/20 s more per output token it may have.
+	FirstByteTimeout caddy.Duration `json:"first_byte_timeout,omitempty"`
+	// StallTimeout ends a response that has sent nothing for this long after
+	// its first byte, with an error event for a stream (default 30s;
+	// negative for none).
+	StallTimeout caddy.Duration `json:"stall_timeout,omitempty"`
 
 	fleet     *fleet
 	keys      *limiter.Hasher
@@ -79,6 +92,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.Key == "" {
 		h.Key = "{http.request.header.Authorization}"
+	}
+	if h.FirstByteTimeout == 0 {
+		h.FirstByteTimeout = caddy.Duration(DefaultFirstByteTimeout)
+	}
+	if h.StallTimeout == 0 {
+		h.StallTimeout = caddy.Duration(DefaultStallTimeout)
 	}
 	if h.Limit != nil {
 		if h.limiter, err = h.Limit.limiter(h.keys); err != nil {
@@ -166,17 +185,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	ow := newObservingWriter(w, r, c, time.Duration(h.StallAfter))
-	defer func() {
-		p := recover()
-		h.finish(ow, c, err, p != nil)
-		ow.release(p == nil)
-		if p != nil {
-			// reverse_proxy aborts a broken stream by panicking with
-			// http.ErrAbortHandler; the server must still see it.
-			panic(p)
-		}
-	}()
-	return next.ServeHTTP(ow, r)
+	err, p := h.forward(ow, r, c, body, next)
+	h.finish(ow, c, err, p != nil)
+	ow.release(p == nil)
+	if p != nil {
+		// reverse_proxy aborts a broken stream by panicking with
+		// http.ErrAbortHandler; the server must still see it.
+		panic(p)
+	}
+	return err
 }
 
 // clientKey names the client for limits, logs and patterns, hashed: the limit's
@@ -225,6 +242,9 @@ func (h *Handler) checkModel(req *traffic.Request) (maxLen int, listed bool, re 
 //		max_body 8MiB
 //		key {http.request.header.Authorization}
 //		stall_after 2s
+//		retries 2
+//		first_byte_timeout 60s
+//		stall_timeout 30s
 //		queue {
 //			max_waiting 256
 //			timeout 10s
@@ -263,6 +283,33 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("stall_after: want a duration like 2s, got %q", d.Val())
 			}
 			h.StallAfter = caddy.Duration(dur)
+		case "first_byte_timeout", "stall_timeout":
+			name := d.Val()
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur := time.Duration(-1) // off
+			if d.Val() != "off" {
+				var err error
+				dur, err = caddy.ParseDuration(d.Val())
+				if err != nil || dur <= 0 {
+					return d.Errf("%s: want a duration like 30s, or off, got %q", name, d.Val())
+				}
+			}
+			if name == "stall_timeout" {
+				h.StallTimeout = caddy.Duration(dur)
+			} else {
+				h.FirstByteTimeout = caddy.Duration(dur)
+			}
+		case "retries":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 0 {
+				return d.Errf("retries: want a number >= 0, got %q", d.Val())
+			}
+			h.Retries = &n
 		case "queue":
 			q, err := parseQueue(d)
 			if err != nil {

@@ -30,6 +30,12 @@ type simFleet struct {
 
 func startSimFleet(t *testing.T, n int, tweak func(i int, c *sim.Config), llmOptions string) *simFleet {
 	t.Helper()
+	return startSimFleetWith(t, n, tweak, llmOptions, "")
+}
+
+// startSimFleetWith is startSimFleet with options for the llm handler.
+func startSimFleetWith(t *testing.T, n int, tweak func(i int, c *sim.Config), llmOptions, handlerOptions string) *simFleet {
+	t.Helper()
 	f := &simFleet{}
 	for i := range n {
 		inst := startSim(t, func(c *sim.Config) {
@@ -51,7 +57,9 @@ func startSimFleet(t *testing.T, n int, tweak func(i int, c *sim.Config), llmOpt
 	}
 }
 http://%s {
-	llm
+	llm {
+		%s
+	}
 	reverse_proxy %s {
 		lb_policy llm
 		flush_interval -1
@@ -60,7 +68,7 @@ http://%s {
 	handle /llm/health {
 		llm_health
 	}
-}`, f.admin, llmOptions, f.gw, strings.Join(f.addrs, " ")))
+}`, f.admin, llmOptions, f.gw, handlerOptions, strings.Join(f.addrs, " ")))
 	return f
 }
 
@@ -139,6 +147,33 @@ func (f *simFleet) load(t *testing.T, clients, maxTokens int) (*tally, func()) {
 		}()
 	}
 	return tl, stop
+}
+
+// loadFor runs clients for d and returns what they saw once all have
+// finished: requests per backend, the failed ones, and the total.
+func (f *simFleet) loadFor(clients, maxTokens int, d time.Duration) (map[string]int, []result, int64) {
+	tl := &tally{per: map[string]int{}}
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				r := f.stream(maxTokens)
+				tl.mu.Lock()
+				tl.per[r.backend]++
+				if !r.ok() {
+					tl.failed = append(tl.failed, r)
+				}
+				tl.mu.Unlock()
+				tl.total.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	per, failed := tl.snapshot()
+	return per, failed, tl.total.Load()
 }
 
 func (tl *tally) snapshot() (map[string]int, []result) {

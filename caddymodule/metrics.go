@@ -34,7 +34,7 @@ var (
 	descInFlight = prometheus.NewDesc("llmgate_backend_requests_in_flight",
 		"Requests the gateway has sent to the backend whose response has not ended.", []string{"backend"}, nil)
 	descRotation = prometheus.NewDesc("llmgate_backend_rotation",
-		"1 for the backend's rotation state (active, draining, drained), 0 for the others.", []string{"backend", "state"}, nil)
+		"1 for the backend's rotation state (active, draining, drained, ejected), 0 for the others.", []string{"backend", "state"}, nil)
 
 	descShiftRatio = prometheus.NewDesc("llmgate_prompt_tokens_shift_ratio",
 		"The last 5 minutes' p90 prompt length divided by the p90 of the 55 minutes before, per model.", []string{"model"}, nil)
@@ -47,6 +47,11 @@ var (
 		Name: "llmgate_backend_drains_total",
 		Help: "Backends taken out of rotation, by reason kind (manual, preemption_storm, pcie_downgraded, ...).",
 	}, []string{"reason"})
+
+	ejectionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_backend_ejections_total",
+		Help: "Backends ejected by their own requests' failures, by the failure that tipped it (server_error, connect_error, first_byte_timeout, ...).",
+	}, []string{"backend", "outcome"})
 
 	scrapeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "llmgate_scrape_duration_seconds",
@@ -77,7 +82,7 @@ func (fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, b := range f.pool.Backends() {
 		r := b.Rotation(now)
 		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(b.InFlight()), b.Addr)
-		for _, s := range []lb.State{lb.Active, lb.Draining, lb.Drained} {
+		for _, s := range []lb.State{lb.Active, lb.Draining, lb.Drained, lb.Ejected} {
 			v := 0.0
 			if r.State == s {
 				v = 1
@@ -147,7 +152,7 @@ var sourceTruncated = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 // collectors are every collector llmgate exports.
 func collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{fleetCollector{}, scrapeDuration, drainsTotal, sourceTruncated}, requestCollectors()...)
+	return append([]prometheus.Collector{fleetCollector{}, scrapeDuration, drainsTotal, ejectionsTotal, sourceTruncated}, requestCollectors()...)
 }
 
 // registerCollectors adds llmgate's collectors to a config's registry. Each config

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/llmgate/llmgate/lb"
 	"github.com/llmgate/llmgate/limiter"
 	"github.com/llmgate/llmgate/traffic"
 )
@@ -29,6 +30,8 @@ type call struct {
 	key            string // hashed
 	promptEstimate int
 	ticket         *limiter.Ticket // nil without limits
+	// failures are the attempts backends failed before the last one.
+	failures []attemptFailure
 }
 
 // observingWriter relays a completion response to the client and shows every
@@ -44,8 +47,17 @@ type observingWriter struct {
 	r           *http.Request
 	obs         traffic.Observer
 	wroteHeader bool
-	firstByte   bool
 	writeErr    error
+
+	// The current attempt: its watchdog, and its response until committed
+	// to the client (held status, own headers) or discarded for a retry.
+	att        *attempt
+	retryable  bool
+	committed  bool
+	discard    bool
+	held       int
+	failStatus int
+	hdr        http.Header
 	// unseen is what was written since the observer last read: a copy, as
 	// the writer's caller may reuse its buffer once Write returns.
 	unseen []byte
@@ -89,26 +101,57 @@ func (ow *observingWriter) release(reusable bool) {
 // SSE lines, a short JSON answer.
 const pooledBufferMax = 64 << 10
 
-func (ow *observingWriter) WriteHeader(code int) {
-	// 1xx responses are interim; the observer wants the final status.
-	if !ow.wroteHeader && code >= 200 {
-		ow.wroteHeader = true
-		ow.obs.Header(code, ow.Header().Get("Content-Type"), time.Now())
+// Header is this attempt's response header until the response is the
+// client's: a response a retry replaces must leave nothing behind.
+func (ow *observingWriter) Header() http.Header {
+	if ow.committed {
+		return ow.ResponseWriter.Header()
 	}
-	ow.ResponseWriter.WriteHeader(code)
+	if ow.hdr == nil {
+		ow.hdr = make(http.Header)
+	}
+	return ow.hdr
+}
+
+// WriteHeader holds the status until the first byte of the body: until then
+// the response may still be given up (a retryable status, the first-byte
+// deadline) and the request tried elsewhere, with nothing sent to the client.
+func (ow *observingWriter) WriteHeader(code int) {
+	switch {
+	case code < 200, ow.committed, ow.discard, ow.held != 0:
+		// 1xx are interim hints a completion client has no use for.
+	case ow.att != nil && ow.att.expired():
+		ow.discard = true
+	case ow.retryable && retryableStatus(code):
+		ow.discard, ow.failStatus = true, code
+	default:
+		ow.held = code
+	}
+}
+
+// retryableStatus is a refusal another backend may not repeat: overloaded,
+// failing or unavailable. Nothing of it has reached the client.
+func retryableStatus(code int) bool {
+	switch code {
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 func (ow *observingWriter) Write(p []byte) (int, error) {
-	if !ow.wroteHeader {
-		ow.WriteHeader(http.StatusOK)
+	if ow.discard {
+		return len(p), nil
 	}
-	if !ow.firstByte && len(p) > 0 {
-		ow.firstByte = true
-		// Writes come from the request's own goroutine, so reading the vars
-		// map here is safe.
-		if holder := requestLease(ow.r); holder != nil {
-			holder.firstByte()
-		}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if !ow.committed && !ow.commit(time.Now()) {
+		return len(p), nil
+	}
+	if ow.att != nil {
+		ow.att.progress(time.Now())
 	}
 	n, err := ow.ResponseWriter.Write(p)
 	if err != nil && ow.writeErr == nil {
@@ -121,6 +164,41 @@ func (ow *observingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// commit makes the attempt's response the client's: its headers and status go
+// out, and the request's lease learns its prefill is over. It fails, and the
+// response is dropped, when the first-byte deadline came first.
+func (ow *observingWriter) commit(now time.Time) bool {
+	if ow.att != nil && !ow.att.relay(now) {
+		ow.discard = true
+		return false
+	}
+	if ow.held == 0 {
+		ow.held = http.StatusOK
+	}
+	dst := ow.ResponseWriter.Header()
+	for k, v := range ow.hdr {
+		dst[k] = append(dst[k], v...)
+	}
+	ow.hdr = nil
+	ow.committed, ow.wroteHeader = true, true
+	ow.obs.Header(ow.held, dst.Get("Content-Type"), now)
+	ow.ResponseWriter.WriteHeader(ow.held)
+	// Writes come from the request's own goroutine, so reading the vars map
+	// here is safe.
+	if holder := requestLease(ow.r); holder != nil {
+		holder.firstByte()
+	}
+	return true
+}
+
+// beginAttempt readies the writer for a new try of the request; retryable
+// says whether a refusal may be swallowed for another try.
+func (ow *observingWriter) beginAttempt(att *attempt, retryable bool) {
+	ow.att, ow.retryable = att, retryable
+	ow.discard, ow.held, ow.failStatus = false, 0, 0
+	clear(ow.hdr)
+}
+
 // unseenMax is how much written and unflushed response the writer holds
 // before the observer reads it anyway (a JSON answer that is never flushed).
 const unseenMax = 16 << 10
@@ -129,6 +207,9 @@ const unseenMax = 16 << 10
 // observer what the flush sent; reverse_proxy flushes every SSE write
 // through it.
 func (ow *observingWriter) FlushError() error {
+	if !ow.committed {
+		return nil // nothing of this attempt is the client's yet
+	}
 	err := http.NewResponseController(ow.ResponseWriter).Flush()
 	ow.observe(time.Now())
 	return err
@@ -154,25 +235,57 @@ func (ow *observingWriter) onGap(gap time.Duration) {
 	ow.gaps.Observe(gap.Seconds())
 }
 
-// Outcomes of a response, for llmgate_requests_total and the access log. "ok"
-// means the response ended as the protocol says (whatever its status code).
+// Outcomes of a request, for llmgate_requests_total and the access log. "ok"
+// means the response ended as the protocol says with a status below 500;
+// client_gone is the client's doing; the rest are failures of the backend.
 const (
 	outcomeOK            = "ok"
-	outcomeStreamError   = "stream_error"
-	outcomeBackendFailed = "backend_failed"
 	outcomeClientGone    = "client_gone"
+	outcomeStreamError   = "stream_error"   // an error event inside a started stream
+	outcomeBackendFailed = "backend_failed" // the connection failed or broke
+	outcomeBackendError  = "backend_error"  // the backend answered 5xx or 429
+	outcomeTimeout       = "timeout"        // no first byte within the deadline
+	outcomeStalled       = "stalled"        // cut after a silence mid-response
 )
 
-func outcomeOf(res traffic.Result, ow *observingWriter, err error, panicked bool) string {
+// outcomeLabels maps the balancer's outcome of the last attempt to the label.
+var outcomeLabels = map[lb.Outcome]string{
+	lb.OutcomeOK:               outcomeOK,
+	lb.OutcomeConnectError:     outcomeBackendFailed,
+	lb.OutcomeReset:            outcomeBackendFailed,
+	lb.OutcomeRetried:          outcomeBackendFailed,
+	lb.OutcomeServerError:      outcomeBackendError,
+	lb.OutcomeOverloaded:       outcomeBackendError,
+	lb.OutcomeFirstByteTimeout: outcomeTimeout,
+	lb.OutcomeStall:            outcomeStalled,
+	lb.OutcomeStreamError:      outcomeStreamError,
+}
+
+// outcomeOf judges how the request ended. report says whether the outcome is
+// still to be told to the balancer: attempts that failed before their first
+// byte were told when they failed, and a client that left is no backend's
+// failure.
+func outcomeOf(res traffic.Result, ow *observingWriter, c *call, err error, panicked bool) (o lb.Outcome, label string, report bool) {
+	if !ow.committed && len(c.failures) > 0 {
+		o = c.failures[len(c.failures)-1].outcome
+		return o, outcomeLabels[o], false
+	}
+	if ow.att != nil {
+		if cause, ok := ow.att.timedOut(); ok {
+			return cause, outcomeLabels[cause], true
+		}
+	}
 	switch {
 	case res.ErrorEvent:
-		return outcomeStreamError
+		o = lb.OutcomeStreamError
 	case ow.writeErr != nil || errors.Is(ow.r.Context().Err(), context.Canceled):
-		return outcomeClientGone
+		return lb.OutcomeOK, outcomeClientGone, false
 	case err != nil || panicked || res.Status == 0 || (res.Stream && !res.Complete):
-		return outcomeBackendFailed
+		o = lb.OutcomeReset
+	default:
+		o = statusOutcome(res.Status)
 	}
-	return outcomeOK
+	return o, outcomeLabels[o], true
 }
 
 // statusOf is the status the client got: the relayed one, or the one Caddy
@@ -200,7 +313,12 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 		backend = requestBackend(ow.r)
 	}
 	code := statusOf(res, err)
-	outcome := outcomeOf(res, ow, err, panicked)
+	o, outcome, report := outcomeOf(res, ow, c, err, panicked)
+	if report {
+		if holder := requestLease(ow.r); holder != nil {
+			h.fleet.reportOutcome(holder, o)
+		}
+	}
 	model := c.metricModel
 	ok := code >= 200 && code < 300
 
@@ -262,6 +380,10 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 			extra.Add(zap.String("llm_finish", res.FinishReason))
 		}
 		extra.Add(zap.String("llm_outcome", outcome))
+		if len(c.failures) > 0 {
+			extra.Add(zap.Int("llm_retries", len(c.failures)))
+			extra.Add(zap.Strings("llm_failed_attempts", attemptStrings(c.failures)))
+		}
 		if res.StreamError != "" {
 			extra.Add(zap.String("llm_error", res.StreamError))
 		}
@@ -282,6 +404,16 @@ func settlement(res traffic.Result, ok bool, promptEstimate int) int64 {
 		return limiter.Unknown
 	}
 	return 0
+}
+
+// attemptStrings renders failed attempts for the access log, as
+// "backend outcome".
+func attemptStrings(fs []attemptFailure) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.backend + " " + f.outcome.String()
+	}
+	return out
 }
 
 func msec(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

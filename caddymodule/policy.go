@@ -65,6 +65,8 @@ func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ ht
 	cands := make([]*lb.Backend, 0, len(pool))
 	ups := make([]*reverseproxy.Upstream, 0, len(pool))
 	var others []int // available upstreams known not to serve the model
+	var tried []int  // upstreams that already failed this request
+	holder := requestLease(r)
 	for _, u := range pool {
 		if !u.Available() {
 			continue
@@ -80,11 +82,21 @@ func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ ht
 				others = append(others, len(ups))
 			}
 		}
-		cands = append(cands, s.fleet.pool.Backend(addr))
+		b := s.fleet.pool.Backend(addr)
+		if holder != nil && holder.triedBefore(b) {
+			tried = append(tried, len(ups))
+		}
+		cands = append(cands, b)
 		ups = append(ups, u)
 	}
 	if len(others) > 0 && len(others) < len(cands) {
 		cands, ups = without(cands, others), without(ups, others)
+		tried = reindexWithout(tried, others)
+	}
+	// A retry goes to a backend that has not failed the request yet, while
+	// there is one.
+	if len(tried) > 0 && len(tried) < len(cands) {
+		cands, ups = without(cands, tried), without(ups, tried)
 	}
 	i := s.fleet.pool.Pick(cands, work, &s.weights, time.Now())
 	if i < 0 {
@@ -103,6 +115,26 @@ func without[T any](xs []T, drop []int) []T {
 			continue
 		}
 		out = append(out, x)
+	}
+	return out
+}
+
+// reindexWithout maps ascending indexes into xs to indexes into xs minus the
+// ascending indexes drop, leaving out those dropped.
+func reindexWithout(idx, drop []int) []int {
+	out := idx[:0]
+	for _, i := range idx {
+		n, gone := 0, false
+		for _, d := range drop {
+			if d < i {
+				n++
+			} else if d == i {
+				gone = true
+			}
+		}
+		if !gone {
+			out = append(out, i-n)
+		}
 	}
 	return out
 }
@@ -126,30 +158,71 @@ type leaseHolder struct {
 	mu    sync.Mutex
 	lease *lb.Lease
 	ended bool
+	tried []*lb.Backend // backends of earlier, failed attempts
 }
 
 func holdLease(r *http.Request, l *lb.Lease) {
+	ensureLeaseHolder(r).swap(l)
+}
+
+// ensureLeaseHolder returns the request's lease holder, making it on first
+// use. The llm handler makes it before the first attempt, so that its end is
+// tied to the request, not to an attempt the handler may cancel.
+func ensureLeaseHolder(r *http.Request) *leaseHolder {
 	h := requestLease(r)
 	if h == nil {
 		h = new(leaseHolder)
 		caddyhttp.SetVar(r.Context(), leaseVar, h)
 		context.AfterFunc(r.Context(), h.end)
 	}
-	h.swap(l)
+	return h
 }
 
-// swap installs l, ending the previous attempt's lease.
+// swap installs l, ending the previous attempt's lease. A new attempt means
+// the previous one failed: the proxy retries only after a failure, and when
+// the llm handler retries it has reported the failure already.
 func (h *leaseHolder) swap(l *lb.Lease) {
 	h.mu.Lock()
 	prev, ended := h.lease, h.ended
 	h.lease = l
+	if prev != nil {
+		h.tried = append(h.tried, prev.Backend())
+	}
 	h.mu.Unlock()
 	if prev != nil {
+		prev.Report(lb.OutcomeRetried, time.Now())
 		prev.Done()
 	}
 	if ended {
 		l.Done()
 	}
+}
+
+// current is the lease of the request's latest attempt, nil before any.
+func (h *leaseHolder) current() *lb.Lease {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lease
+}
+
+// backendAddr is the latest attempt's backend, "" before any.
+func (h *leaseHolder) backendAddr() string {
+	if l := h.current(); l != nil {
+		return l.Backend().Addr
+	}
+	return ""
+}
+
+// triedBefore reports whether an earlier attempt of the request went to b.
+func (h *leaseHolder) triedBefore(b *lb.Backend) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, t := range h.tried {
+		if t == b {
+			return true
+		}
+	}
+	return false
 }
 
 // requestLease returns the request's lease holder, nil before any Select.
@@ -163,11 +236,8 @@ func requestLease(r *http.Request) *leaseHolder {
 // reverse_proxy says it dialed.
 func requestBackend(r *http.Request) string {
 	if h := requestLease(r); h != nil {
-		h.mu.Lock()
-		l := h.lease
-		h.mu.Unlock()
-		if l != nil {
-			return l.Backend().Addr
+		if addr := h.backendAddr(); addr != "" {
+			return addr
 		}
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -179,10 +249,7 @@ func requestBackend(r *http.Request) string {
 
 // firstByte tells the current attempt's lease that its response has begun.
 func (h *leaseHolder) firstByte() {
-	h.mu.Lock()
-	l := h.lease
-	h.mu.Unlock()
-	if l != nil {
+	if l := h.current(); l != nil {
 		l.FirstByte()
 	}
 }

@@ -47,8 +47,12 @@ var (
 	}, requestLabels)
 	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_requests_total",
-		Help: "Completion requests that reached a backend, by HTTP status code and how they ended (ok, stream_error, backend_failed, client_gone).",
+		Help: "Completion requests that reached a backend, by HTTP status code and how they ended (ok, client_gone, or a failure: backend_error (5xx or 429), backend_failed (connection), timeout (no first byte in time), stalled (cut after a silence), stream_error).",
 	}, []string{"backend", "model", "code", "outcome"})
+	attemptFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_backend_attempt_failures_total",
+		Help: "Attempts of requests a backend failed, retried or not, by how (connect_error, reset, server_error, overloaded, first_byte_timeout, stall, stream_error, retried).",
+	}, []string{"backend", "outcome"})
 	streamStalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_stream_stalls_total",
 		Help: "Gaps between content events of a stream longer than the stall threshold.",
@@ -71,7 +75,7 @@ var (
 
 func requestCollectors() []prometheus.Collector {
 	return []prometheus.Collector{ttftSeconds, interTokenSeconds, e2eSeconds, promptTokens,
-		outputTokens, requestsTotal, streamStalls, refusalsTotal, admissionQueued, admissionWait}
+		outputTokens, requestsTotal, attemptFailures, streamStalls, refusalsTotal, admissionQueued, admissionWait}
 }
 
 // forgetBackendSeries drops a departed backend's series, so /metrics does not
@@ -79,9 +83,10 @@ func requestCollectors() []prometheus.Collector {
 func forgetBackendSeries(addr string) {
 	match := prometheus.Labels{"backend": addr}
 	scrapeDuration.DeletePartialMatch(match)
+	ejectionsTotal.DeletePartialMatch(match)
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{ttftSeconds, interTokenSeconds, e2eSeconds, promptTokens, outputTokens, requestsTotal, streamStalls} {
+	}{ttftSeconds, interTokenSeconds, e2eSeconds, promptTokens, outputTokens, requestsTotal, attemptFailures, streamStalls} {
 		v.DeletePartialMatch(match)
 	}
 }

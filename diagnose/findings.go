@@ -425,10 +425,11 @@ func (f *findings) backendCounters(m *Metrics) {
 		}
 		c.total += r.Count
 		switch {
-		case r.Outcome == "stream_error" || r.Outcome == "backend_failed":
+		case r.Outcome != "ok" && r.Outcome != "client_gone":
+			// backend_failed, backend_error, timeout, stalled, stream_error
 			c.failed += r.Count
 			c.byKind[r.Outcome] += r.Count
-		case r.Outcome == "ok" && strings.HasPrefix(r.Code, "5"):
+		case r.Outcome == "ok" && strings.HasPrefix(r.Code, "5"): // gateways before outcomes were truthful
 			c.failed += r.Count
 			c.byKind["HTTP "+r.Code] += r.Count
 		}

@@ -32,16 +32,29 @@ type Backend struct {
 	lagTokens      atomic.Int64 // tokens sent minus finished since the last scrape
 	epoch          atomic.Uint64
 
+	// pool is the pool the backend belongs to, for ejection's fleet-wide cap;
+	// nil for a backend made outside a pool.
+	pool *Pool
+
+	// omu guards the outcome record apart from mu, so that every finished
+	// request does not contend with picks reading the snapshot.
+	omu       sync.Mutex
+	fails     failures
+	probation bool // back from an ejection: one failure ejects again
+
 	mu    sync.RWMutex
 	stats Stats
 	// speed is the EWMA of generated tokens/s per running sequence; 0 = unknown.
 	speed float64
 	state rotation
+	// created stands in for the time of the last rotation change of a backend
+	// that never changed, so nothing shows a zero time.
+	created time.Time
 }
 
 // NewBackend returns a Backend with no stats.
 func NewBackend(addr string) *Backend {
-	return &Backend{Addr: addr, state: rotation{State: Active}}
+	return &Backend{Addr: addr, state: rotation{State: Active}, created: time.Now()}
 }
 
 // InFlight is the exact number of requests picked for this backend whose response
@@ -97,6 +110,7 @@ type Lease struct {
 	epoch     uint64
 	prefilled atomic.Bool // prompt tokens released from prefillPending
 	done      atomic.Bool
+	reported  atomic.Bool
 }
 
 // Acquire counts a request on b.

@@ -89,6 +89,8 @@ type rotation struct {
 	// overridden is set by a manual undrain of a degraded backend: automatic
 	// drain waits until the backend has been healthy once.
 	overridden bool
+
+	eject ejection
 }
 
 // rampAt is the share multiplier at now: minRamp rising linearly to 1 over slow
@@ -97,7 +99,7 @@ func (r *rotation) rampAt(now time.Time) float64 {
 	if r.rampStart.IsZero() || r.slowStart <= 0 {
 		return 1
 	}
-	f := float64(now.Sub(r.rampStart)) / float64(r.slowStart)
+	f := float64(now.Sub(r.rampStart)) / float64(r.slowStart) // < 0 while ejected
 	if f >= 1 {
 		return 1
 	}
@@ -113,15 +115,38 @@ type Rotation struct {
 	Capped  bool      `json:"drain_capped,omitempty"`
 	// Weight is the slow-start share multiplier, 1 outside slow start.
 	Weight float64 `json:"weight"`
+	// EjectedUntil is when an ejected backend returns.
+	EjectedUntil time.Time `json:"ejected_until,omitzero"`
+	// Ejections counts the backend's ejections in a row (each one longer).
+	Ejections int `json:"ejections,omitempty"`
+	// EjectCapped is set while the backend's failures call for an ejection
+	// that MaxFraction does not allow.
+	EjectCapped bool `json:"eject_capped,omitempty"`
+	// FailureRatio is the recent share of the gateway's attempts on the
+	// backend that failed (decaying with a 10 s half-life).
+	FailureRatio float64 `json:"failure_ratio"`
+	// FailuresInARow counts the backend's latest failures without a success.
+	FailuresInARow int `json:"failures_in_a_row,omitempty"`
 }
 
 // Rotation returns b's rotation state at now.
 func (b *Backend) Rotation(now time.Time) Rotation {
+	b.omu.Lock()
+	ratio, inARow := b.fails.fraction(now), b.fails.consecutive
+	b.omu.Unlock()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	r := b.state
-	return Rotation{State: r.State, Manual: r.Manual, Reasons: slices.Clone(r.Reasons), Since: r.Since,
-		Capped: r.Capped, Weight: r.rampAt(now)}
+	out := Rotation{State: r.State, Manual: r.Manual, Reasons: slices.Clone(r.Reasons), Since: r.Since,
+		Capped: r.Capped, Weight: r.rampAt(now), Ejections: r.eject.count, EjectCapped: r.eject.capped,
+		FailureRatio: math.Round(ratio*1000) / 1000, FailuresInARow: inARow}
+	if r.State == Active && r.eject.in(now) {
+		out.State, out.Reasons, out.Since, out.EjectedUntil = Ejected, []string{r.eject.reason}, r.eject.since, r.eject.until
+	}
+	if out.Since.IsZero() {
+		out.Since = b.created
+	}
+	return out
 }
 
 // Transition is one change of a backend's rotation state.
@@ -131,6 +156,10 @@ type Transition struct {
 	To      State
 	Manual  bool
 	Reasons []string
+	// Until is when an ejection ends.
+	Until time.Time
+	// Outcome is the failure that caused an ejection.
+	Outcome Outcome
 }
 
 // SetDrainConfig replaces the drain policy (on a config reload).
@@ -239,8 +268,11 @@ func (p *Pool) Reconcile(now time.Time) []Transition {
 		if r.State != from {
 			changes = append(changes, Transition{Addr: b.Addr, From: from, To: r.State, Manual: r.Manual, Reasons: slices.Clone(r.Reasons)})
 		}
+		if t, ok := b.endEjection(now); ok {
+			changes = append(changes, t)
+		}
 		switch {
-		case !r.Manual && r.State != Active:
+		case r.autoOut(now):
 			autoDrained++
 		case r.State == Active && !r.overridden && !r.degradedSince.IsZero() && now.Sub(r.degradedSince) >= cfg.DrainAfter:
 			candidates = append(candidates, b)

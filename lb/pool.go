@@ -17,6 +17,9 @@ type Pool struct {
 
 	speedMu sync.Mutex // one refresh of median at a time
 	median  atomic.Pointer[cachedMedian]
+
+	eject   atomic.Pointer[EjectConfig]
+	ejectMu sync.Mutex // one ejection decision at a time
 }
 
 // NewPool returns an empty Pool.
@@ -38,6 +41,7 @@ func (p *Pool) Backend(addr string) *Backend {
 		return b
 	}
 	b = NewBackend(addr)
+	b.pool = p
 	p.backends[addr] = b
 	return b
 }
@@ -142,9 +146,10 @@ const P2CThreshold = 64
 
 // Pick returns the index of the candidate with the lowest cost for work, or -1
 // when none can take traffic. Backends out of rotation (draining, drained) never
-// get new requests; saturated ones only when no unsaturated one is up; down
-// ones only when every candidate in rotation is down. Ties are broken
-// at random.
+// get new requests. The others fall in classes, and the cheapest of the first
+// class that has one wins: free, saturated, failing (most of their recent
+// requests failed), then down or ejected, a last resort. Ties are broken at
+// random.
 func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int {
 	median := p.MedianSpeed(now)
 	if len(cands) >= P2CThreshold {
@@ -152,14 +157,15 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int 
 			return i
 		}
 	}
-	// One pass, one snapshot per candidate; the best of each class is kept and
-	// the first non-empty class wins.
 	const (
 		upFree = iota
 		upSaturated
+		failing
 		down
+		classes
 	)
-	var best [3]struct {
+	// One pass, one snapshot per candidate; the best of each class is kept.
+	var best [classes]struct {
 		i    int
 		cost float64
 		ties int
@@ -177,6 +183,8 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int 
 		switch {
 		case sn.down:
 			class = down
+		case sn.failed >= failingFraction:
+			class = failing
 		case s.saturated:
 			class = upSaturated
 		}
@@ -190,6 +198,14 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int 
 	}
 	return -1
 }
+
+// failingFraction is the recent failure share from which a backend is only a
+// fallback. The cost's failure term alone cannot keep traffic off a backend
+// that fails at once: its load stays near zero while healthy ones carry
+// dozens of streams each, so even twenty times nothing stays cheap. Ejection
+// is the first line (five failures in a row with the prior make 5/7 ≈ 0.71);
+// this catches what ejection may not take: past the cap, or turned off.
+const failingFraction = 0.75
 
 // better keeps the lower-cost backend; among equal costs each has the same chance
 // (reservoir sampling).
@@ -219,7 +235,7 @@ func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, median float64, 
 			continue
 		}
 		sn := cands[i].snapshot(now)
-		if !sn.active || sn.down {
+		if !sn.active || sn.down || sn.failed >= failingFraction {
 			continue
 		}
 		s := cands[i].score(&sn, work, w, median, now)

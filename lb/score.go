@@ -21,6 +21,9 @@ type Weights struct {
 	WaitWeight float64 `json:"wait_weight,omitempty"`
 	// SpeedWeight is the exponent of the relative speed.
 	SpeedWeight float64 `json:"speed_weight,omitempty"`
+	// FailWeight scales the failure term: 1 prices a backend at the expected
+	// number of attempts a request needs there.
+	FailWeight float64 `json:"fail_weight,omitempty"`
 	// SaturatedKV and SaturatedWaiting mark a backend to avoid unless all are.
 	SaturatedKV      float64 `json:"saturated_kv,omitempty"`
 	SaturatedWaiting float64 `json:"saturated_waiting,omitempty"`
@@ -37,6 +40,7 @@ func DefaultWeights() Weights {
 		PreemptWeight:    1,
 		WaitWeight:       1,
 		SpeedWeight:      1,
+		FailWeight:       1,
 		SaturatedKV:      0.95,
 		SaturatedWaiting: 16,
 		StaleAfter:       3 * time.Second,
@@ -57,6 +61,7 @@ func (w Weights) WithDefaults() Weights {
 	or(&w.PreemptWeight, d.PreemptWeight)
 	or(&w.WaitWeight, d.WaitWeight)
 	or(&w.SpeedWeight, d.SpeedWeight)
+	or(&w.FailWeight, d.FailWeight)
 	or(&w.SaturatedKV, d.SaturatedKV)
 	or(&w.SaturatedWaiting, d.SaturatedWaiting)
 	if w.StaleAfter <= 0 {
@@ -131,19 +136,24 @@ func speedFactor(speed, median float64, w *Weights) float64 {
 
 // snapshot is what one pick needs of a backend, read under one lock.
 type snapshot struct {
-	active bool // in rotation
-	down   bool
+	active bool    // in rotation
+	down   bool    // unreachable by scrape, or ejected: a last resort
+	failed float64 // recent failure fraction
 	stats  Stats
 	speed  float64
 	ramp   float64
 }
 
 func (b *Backend) snapshot(now time.Time) snapshot {
+	b.omu.Lock()
+	failed := b.fails.fraction(now)
+	b.omu.Unlock()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	return snapshot{
 		active: b.state.State == Active,
-		down:   b.state.health.Down,
+		down:   b.state.health.Down || b.state.eject.in(now),
+		failed: failed,
 		stats:  b.stats,
 		speed:  b.speed,
 		ramp:   b.state.rampAt(now),
@@ -169,5 +179,6 @@ func (b *Backend) score(sn *snapshot, work Work, w *Weights, medianSpeed float64
 		cost *= queueFactor(st.Waiting, st.Running, w)
 		cost /= speedFactor(sn.speed, medianSpeed, w)
 	}
+	cost *= failFactor(sn.failed, w)
 	return score{cost: cost / sn.ramp, saturated: saturated}
 }

@@ -53,6 +53,8 @@ func bindInstanceFlags(fs *flag.FlagSet, o *instanceOpts) {
 	fs.Float64Var(&f.KVLeak, "kv-leak", f.KVLeak, "fault: fraction of freed KV blocks never returned")
 	fs.Float64Var(&f.ErrorRate, "error-rate", f.ErrorRate, "fault: fraction of completions answered 500")
 	fs.BoolVar(&f.Hang, "hang", f.Hang, "fault: accept completions and never answer")
+	fs.BoolVar(&f.Refuse, "refuse", f.Refuse, "fault: close completion connections unanswered")
+	fs.IntVar(&f.StallAfterTokens, "stall-after-tokens", f.StallAfterTokens, "fault: stop streams after N tokens, connection open and silent")
 	fs.IntVar(&f.DieAfterTokens, "die-after-tokens", f.DieAfterTokens, "fault: cut connections after N tokens")
 	fs.IntVar(&f.StreamErrorAfterTokens, "stream-error-after-tokens", f.StreamErrorAfterTokens, "fault: end streams after N tokens with a mid-stream error event")
 	fs.StringVar(&f.Metrics, "metrics-fault", f.Metrics, "fault: /metrics ok|fail|garbage|hang")
@@ -213,6 +215,12 @@ func describeFaults(f Faults) string {
 	}
 	if f.Hang {
 		parts = append(parts, "hang")
+	}
+	if f.Refuse {
+		parts = append(parts, "refuse")
+	}
+	if f.StallAfterTokens != 0 {
+		parts = append(parts, fmt.Sprintf("stall_after_tokens=%d", f.StallAfterTokens))
 	}
 	if f.DieAfterTokens != 0 {
 		parts = append(parts, fmt.Sprintf("die_after_tokens=%d", f.DieAfterTokens))

@@ -31,6 +31,12 @@ type Faults struct {
 	// Hang accepts completions and never answers until the client leaves or
 	// the instance closes.
 	Hang bool `json:"hang"`
+	// Refuse closes every completion's connection before answering, like a
+	// server whose engine is gone but whose socket still accepts.
+	Refuse bool `json:"refuse"`
+	// StallAfterTokens > 0 stops a stream after that many tokens, the
+	// connection kept open and silent until the client leaves.
+	StallAfterTokens int `json:"stall_after_tokens"`
 	// DieAfterTokens > 0 cuts the connection after that many tokens of a
 	// response, with no [DONE] and no clean end of the chunked body.
 	DieAfterTokens int `json:"die_after_tokens"`

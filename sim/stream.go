@@ -29,6 +29,9 @@ func (i *Instance) handleCompletion(w http.ResponseWriter, r *http.Request, kind
 		return
 	}
 	f := i.Faults()
+	if f.Refuse {
+		panic(http.ErrAbortHandler) // the server closes the connection unanswered
+	}
 	if f.Hang {
 		select {
 		case <-r.Context().Done():
@@ -149,6 +152,13 @@ func (i *Instance) stream(w http.ResponseWriter, r *http.Request, rs *response, 
 			}
 		}
 		if done {
+			return
+		}
+		if f.StallAfterTokens > 0 && sent >= f.StallAfterTokens {
+			select {
+			case <-ctx.Done():
+			case <-i.closing:
+			}
 			return
 		}
 	}

@@ -125,3 +125,19 @@ func WriteError(w http.ResponseWriter, e *RequestError) {
 	w.WriteHeader(e.Status)
 	w.Write(body)
 }
+
+// BackendTimeout returns the 504 for a request no backend answered in time.
+func BackendTimeout(message string) *RequestError {
+	return &RequestError{Status: http.StatusGatewayTimeout, Type: TypeServer, Code: "backend_timeout", Message: message}
+}
+
+// StreamErrorEvent is the SSE ending of a stream the gateway cuts short: the
+// error as vLLM sends one mid-stream (`data: {"error":{...}}`), then [DONE],
+// so that clients that read until [DONE] stop.
+func StreamErrorEvent(e *RequestError) []byte {
+	body, _ := e.MarshalJSON()
+	out := make([]byte, 0, len(body)+32)
+	out = append(out, "data: "...)
+	out = append(out, body...)
+	return append(out, "\n\ndata: [DONE]\n\n"...)
+}

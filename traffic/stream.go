@@ -360,3 +360,6 @@ func truncate(s string, n int) string {
 	}
 	return strings.Clone(s)
 }
+
+// IsStream reports whether the response seen so far is an SSE stream.
+func (o *Observer) IsStream() bool { return o.sse }
