@@ -273,6 +273,7 @@ func (h *leaseHolder) end() {
 //		preempt_weight    1
 //		wait_weight       1
 //		speed_weight      1
+//		fail_weight       1
 //		saturated_kv      0.95
 //		saturated_waiting 16
 //		stale_after       3s
@@ -289,6 +290,7 @@ func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"preempt_weight":    &s.Weights.PreemptWeight,
 		"wait_weight":       &s.Weights.WaitWeight,
 		"speed_weight":      &s.Weights.SpeedWeight,
+		"fail_weight":       &s.Weights.FailWeight,
 		"saturated_kv":      &s.Weights.SaturatedKV,
 		"saturated_waiting": &s.Weights.SaturatedWaiting,
 	}
