@@ -43,6 +43,7 @@ const (
 	mPrompt
 	mPromptEmbeds
 	mTools
+	mCacheSalt
 	numMembers
 	mOther
 )
@@ -62,6 +63,7 @@ type parser struct {
 
 	errs [numMembers]*RequestError // per member, from its last occurrence
 	pos  [numMembers]int           // where that occurrence starts
+	end  [numMembers]int           // and ends; 0 while unread
 
 	modelStart, modelEnd     int
 	modelEsc, modelSet       bool
@@ -117,6 +119,7 @@ func (p *parser) member(key word) bool {
 		return p.s.skip()
 	}
 	p.err = nil
+	p.s.ws() // the value's own bytes start here, for the prefix spans
 	p.pos[m] = p.s.i
 	var ok bool
 	switch m {
@@ -145,7 +148,10 @@ func (p *parser) member(key word) bool {
 		ok = p.s.skip()
 	case mTools:
 		ok = p.toolList()
+	case mCacheSalt:
+		ok = p.s.skip()
 	}
+	p.end[m] = p.s.i
 	p.errs[m] = p.err
 	return ok
 }
@@ -163,6 +169,8 @@ func (p *parser) lookup(key word) member {
 		return mMaxTokens
 	case "n":
 		return mN
+	case "cache_salt":
+		return mCacheSalt
 	}
 	if p.ep == EndpointChat {
 		switch key.String() {
@@ -219,6 +227,7 @@ func (p *parser) request() (*Request, *RequestError) {
 	r.PromptChars, r.LongestPromptChars = t.chars, t.longestChars
 	r.PromptTokenIDs, r.LongestPromptIDs = t.ids, t.longestIDs
 	r.Images, r.Audios = t.images, t.audios
+	r.PrefixHashes = p.prefixChain()
 	if p.modelSet {
 		raw := p.s.b[p.modelStart:p.modelEnd]
 		if p.modelEsc {

@@ -3,6 +3,7 @@ package traffic
 import (
 	"encoding/json"
 	"math"
+	"reflect"
 	"strconv"
 
 	"github.com/tidwall/gjson"
@@ -127,6 +128,7 @@ func refParse(path string, body []byte) (*Request, bool) {
 	if !ok {
 		return nil, false
 	}
+	r.PrefixHashes = refPrefixChain(ep, get)
 	return r, true
 }
 
@@ -362,3 +364,32 @@ func depth(body []byte) int {
 	}
 	return deepest
 }
+
+// refPrefixChain hashes the canonical prompt from gjson's raw values, the
+// way prefixChain does from the scanner's spans.
+func refPrefixChain(ep Endpoint, get func(string) (gjson.Result, bool)) []uint64 {
+	var h prefixHasher
+	h.d.Reset()
+	raw := func(k string) []byte {
+		if v, ok := get(k); ok {
+			return []byte(v.Raw)
+		}
+		return nil
+	}
+	if v, ok := get("model"); ok && v.Type == gjson.String {
+		h.field([]byte(v.Raw[1 : len(v.Raw)-1]))
+	} else {
+		h.field(nil)
+	}
+	h.field(raw("cache_salt"))
+	if ep == EndpointChat {
+		h.field(raw("tools"))
+		h.field(raw("messages"))
+	} else {
+		h.field(raw("prompt"))
+	}
+	return h.out
+}
+
+// samePrefix compares two requests field by field.
+func sameRequest(a, b *Request) bool { return reflect.DeepEqual(a, b) }

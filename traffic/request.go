@@ -101,6 +101,10 @@ type Request struct {
 	// HasTools reports a non-empty tools array.
 	HasTools bool
 
+	// PrefixHashes is the chain of block hashes over the canonical prompt
+	// (see PrefixBlockBytes): the key of prefix-aware routing.
+	PrefixHashes []uint64
+
 	// EstimatedPromptTokens is the prompt-token estimate for all prompts,
 	// and EstimatedLongestPrompt for the largest single one; both are set
 	// by Estimator.Estimate (0 until then).

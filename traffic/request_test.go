@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -72,11 +73,13 @@ func TestParseRealShapes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseRequest: %v", err)
 			}
-			if *r != tt.want {
+			got := *r
+			got.PrefixHashes = nil
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got  %+v\nwant %+v", *r, tt.want)
 			}
 			ref, ok := refParse(tt.path, body)
-			if !ok || *ref != *r {
+			if !ok || !sameRequest(ref, r) {
 				t.Errorf("reference reading: %+v (valid %v)", ref, ok)
 			}
 		})
@@ -147,7 +150,7 @@ func TestParseLenient(t *testing.T) {
 			if !tt.check(r) {
 				t.Errorf("unexpected %+v", *r)
 			}
-			if ref, ok := refParse(tt.path, []byte(tt.body)); !ok || *ref != *r {
+			if ref, ok := refParse(tt.path, []byte(tt.body)); !ok || !sameRequest(ref, r) {
 				t.Errorf("reference reading: %+v (valid %v)", ref, ok)
 			}
 		})
