@@ -37,6 +37,10 @@ func bindInstanceFlags(fs *flag.FlagSet, o *instanceOpts) {
 	fs.IntVar(&c.BlockSize, "block-size", c.BlockSize, "tokens per KV cache block")
 	fs.IntVar(&c.MaxNumSeqs, "max-num-seqs", c.MaxNumSeqs, "maximum running sequences")
 	fs.IntVar(&c.MaxNumBatchedTokens, "max-num-batched-tokens", c.MaxNumBatchedTokens, "token budget per engine step")
+	fs.BoolVar(&c.PrefixCaching, "enable-prefix-caching", c.PrefixCaching, "keep computed prompt blocks for requests sharing a prefix (vLLM V1's default)")
+	fs.BoolFunc("no-enable-prefix-caching", "turn prefix caching off (vLLM's spelling of --enable-prefix-caching=false)",
+		func(string) error { c.PrefixCaching = false; return nil })
+	fs.BoolVar(&c.PromptTokensDetails, "enable-prompt-tokens-details", c.PromptTokensDetails, "report usage.prompt_tokens_details.cached_tokens (off by default in vLLM)")
 	fs.DurationVar(&c.StepOverhead, "step-overhead", c.StepOverhead, "fixed cost of every engine step")
 	fs.DurationVar(&c.PrefillPerToken, "prefill-per-token", c.PrefillPerToken, "cost of each prefilled token")
 	fs.DurationVar(&c.DecodeBase, "decode-base", c.DecodeBase, "cost of every forward pass (weights read)")

@@ -29,6 +29,14 @@ type Config struct {
 	// budget of one step (decodes plus prefill chunks).
 	MaxNumSeqs          int `json:"max_num_seqs"`
 	MaxNumBatchedTokens int `json:"max_num_batched_tokens"`
+	// PrefixCaching keeps computed prompt blocks for later requests with
+	// the same prefix (vLLM's --enable-prefix-caching, on by default in V1;
+	// see kvCache). PromptTokensDetails reports the cached prompt tokens as
+	// usage.prompt_tokens_details.cached_tokens (vLLM's
+	// --enable-prompt-tokens-details, off by default in vLLM, on by default
+	// here so a gateway in front can learn from it).
+	PrefixCaching       bool `json:"enable_prefix_caching"`
+	PromptTokensDetails bool `json:"enable_prompt_tokens_details"`
 
 	// The step cost model (see the package doc). Every step costs
 	// StepOverhead + DecodeBase; each prefilled token adds PrefillPerToken
@@ -81,6 +89,8 @@ func DefaultConfig() Config {
 		BlockSize:           16,
 		MaxNumSeqs:          256,
 		MaxNumBatchedTokens: 2048,
+		PrefixCaching:       true,
+		PromptTokensDetails: true,
 		StepOverhead:        2 * time.Millisecond,
 		PrefillPerToken:     60 * time.Microsecond,
 		DecodeBase:          8 * time.Millisecond,

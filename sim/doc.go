@@ -32,6 +32,32 @@
 // far again when it is readmitted. Tokens it already streamed are not sent
 // again. Each preemption counts in vllm:num_preemptions_total.
 //
+// # Prefix caching
+//
+// With PrefixCaching (on by default, as in vLLM V1) the KV cache keeps
+// what it computed, like vLLM's automatic prefix caching (see kvCache):
+// each full block of BlockSize prompt tokens is keyed by a hash chained
+// over its parent block's hash and its token ids (seeded by the LoRA
+// adapter and the request's cache_salt, so salted prefixes never match
+// unsalted ones); a partial last block is never cached. Blocks count the
+// running sequences that hold them; a finished or preempted sequence's
+// blocks go to the free queue, last block first, still cached, and are
+// evicted least recently freed first when an allocation needs them. A
+// waiting request, when admitted, takes the longest cached run of its
+// leading blocks as already computed (stopping at least one token short of
+// its end, whose logits must be computed), so its prefill, and the step
+// time it costs, covers only the rest. Blocks of generated tokens are
+// held but not cached: the sim's output words do not re-tokenize one to
+// one, so the next turn of a chat hits its previous turn's prompt, not the
+// answer.
+//
+// Every admission queries its tokens (prompt and output so far) and hits
+// the cached ones, in vllm:prefix_cache_queries_total and
+// vllm:prefix_cache_hits_total (and their deprecated gpu_ aliases); the
+// hits of a request's first admission are its
+// usage.prompt_tokens_details.cached_tokens (PromptTokensDetails; left
+// out, as vLLM does, when zero).
+//
 // A step costs
 //
 //	(StepOverhead + DecodeBase + PrefillPerToken×prefill tokens + DecodePerSeq×decoding sequences)
@@ -69,7 +95,11 @@
 // a run of letters and digits costs ceil(runes/4) tokens, other non-space
 // runes one each, whitespace nothing; a chat request adds 4 tokens per
 // message and 3 for the assistant prompt; token-id prompts count their
-// ids. usage.prompt_tokens and /tokenize both use it.
+// ids. usage.prompt_tokens and /tokenize both use it. The chat template
+// lays out each message as a Llama-3 header (start, role, end), its
+// content's ids and an end-of-turn id, then the assistant header, so two
+// conversations that begin with the same messages begin with the same
+// token ids, and hit the same cached blocks.
 //
 // # Faults
 //

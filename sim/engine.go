@@ -43,15 +43,25 @@ type seq struct {
 	finishReason string
 	progress     atomic.Uint64 // generated tokens | progressDone
 
+	// hashes are the chain hashes of the prompt's full blocks (see
+	// hashBlocks); nil means the prompt shares nothing. cachedTokens is
+	// what the prefix cache held for it at its first admission (usage's
+	// cached_tokens); the handler reads it after progressDone.
+	hashes       []uint64
+	cachedTokens int
+
 	state     seqState
 	computed  int // tokens whose KV is in the cache
 	generated int
-	blocks    int
-	planned   int // index in the current step's plan, or -1
-	arrival   time.Time
-	scheduled time.Time // first admission
-	firstTok  time.Time
-	lastTok   time.Time
+	blocks    []int32 // KV blocks held, in token order
+	// registered is how many leading blocks are known to the prefix
+	// cache (hits, or full prompt blocks registered once computed).
+	registered int
+	planned    int // index in the current step's plan, or -1
+	arrival    time.Time
+	scheduled  time.Time // first admission
+	firstTok   time.Time
+	lastTok    time.Time
 }
 
 func newSeq(id uint64, prompt, target, maxTokens int, lora string) *seq {
@@ -108,16 +118,20 @@ type engine struct {
 	// Engine goroutine only.
 	waiting []*seq // FCFS; preempted sequences go back to the front
 	running []*seq // admission order: the newest is last
-	used    int    // blocks held by sequences
-	leaked  int    // blocks lost to the kv_leak fault
+	kv      *kvCache
 	plan    []planItem
 	lastEnd time.Time // planned end of the previous step; zero after idling
+	// Prefix cache lookups, in tokens, like vLLM's counters: every
+	// admission (re-admissions after preemption included) queries its
+	// prompt and output so far and hits what the cache held.
+	prefixQueries, prefixHits uint64
 }
 
 func newEngine(cfg Config, clk clock, faults func() Faults, st *stats) *engine {
 	return &engine{
 		cfg: cfg, clock: clk, faults: faults, st: st,
 		rng:  rand.New(rand.NewPCG(cfg.Seed, 0x6b76_6c65_616b)),
+		kv:   newKVCache(cfg.NumGPUBlocks, cfg.BlockSize, cfg.PrefixCaching),
 		wake: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
@@ -158,15 +172,13 @@ func (e *engine) cancel(s *seq) {
 	e.poke()
 }
 
-func (e *engine) freeBlocks() int { return e.cfg.NumGPUBlocks - e.used - e.leaked }
-
 func (e *engine) run() {
 	defer close(e.done)
 	for {
 		e.drain()
 		f := e.faults()
-		if f.KVLeak == 0 && e.leaked > 0 {
-			e.leaked = 0 // kv_leak back to 0 is the "restart" that returns leaked blocks
+		if f.KVLeak == 0 && len(e.kv.leaked) > 0 {
+			e.kv.unleak() // kv_leak back to 0 is the "restart" that returns leaked blocks
 		}
 		now := e.clock.Now()
 		preempted, prefill, decode := e.schedule(now)
@@ -282,10 +294,10 @@ func (e *engine) schedule(now time.Time) (preempted, prefillTokens, decodeSeqs i
 	if preempted == 0 {
 		for len(e.waiting) > 0 && budget > 0 && len(e.running) < e.cfg.MaxNumSeqs {
 			s := e.waiting[0]
-			n := min(s.prompt+s.generated-s.computed, budget)
-			if !e.allocate(s, n) {
+			if !e.admit(s, budget) {
 				break
 			}
+			n := min(s.prompt+s.generated-s.computed, budget)
 			e.waiting[0] = nil
 			e.waiting = e.waiting[1:]
 			s.state = seqRunning
@@ -312,14 +324,43 @@ func (e *engine) schedule(now time.Time) (preempted, prefillTokens, decodeSeqs i
 // allocate reserves the blocks s needs to hold n more tokens.
 func (e *engine) allocate(s *seq, n int) bool {
 	bs := e.cfg.BlockSize
-	need := (s.computed+n+bs-1)/bs - s.blocks
-	if need > e.freeBlocks() {
+	need := (s.computed+n+bs-1)/bs - len(s.blocks)
+	if need > e.kv.free() {
 		return false
 	}
 	if need > 0 {
-		s.blocks += need
-		e.used += need
+		s.blocks = e.kv.allocate(s.blocks, need)
 	}
+	return true
+}
+
+// admit gives a waiting sequence (which holds no blocks) the longest cached
+// prefix of its prompt and fresh blocks for its first chunk of the rest, as
+// vLLM's get_computed_blocks and allocate_slots do: the cached blocks count
+// as computed, so its prefill starts after them. At least the last token is
+// always computed (its logits are needed), so a hit stops one token short
+// of the sequence's end. It changes nothing and reports false when the
+// blocks do not fit.
+func (e *engine) admit(s *seq, budget int) bool {
+	bs := e.cfg.BlockSize
+	total := s.prompt + s.generated
+	hits, evictable := e.kv.match(s.hashes, (total-1)/bs)
+	n := min(total-hits*bs, budget)
+	need := (hits*bs+n+bs-1)/bs - hits
+	if need+evictable > e.kv.free() {
+		return false
+	}
+	if e.kv.caching {
+		e.prefixQueries += uint64(total)
+		e.prefixHits += uint64(hits * bs)
+	}
+	s.blocks = e.kv.acquire(s.blocks[:0], s.hashes, hits)
+	s.registered = hits
+	s.computed = hits * bs
+	if s.scheduled.IsZero() {
+		s.cachedTokens = hits * bs
+	}
+	s.blocks = e.kv.allocate(s.blocks, need)
 	return true
 }
 
@@ -349,8 +390,9 @@ func (e *engine) preempt(v *seq, budget *int) {
 		e.plan[v.planned].s = nil
 		v.planned = -1
 	}
-	e.used -= v.blocks
-	v.blocks = 0
+	e.kv.release(v.blocks)
+	v.blocks = v.blocks[:0]
+	v.registered = 0
 	v.computed = 0
 	v.state = seqWaiting
 	e.waiting = slices.Insert(e.waiting, 0, v)
@@ -372,6 +414,10 @@ func (e *engine) complete(now time.Time, preempted, stepTokens int) {
 		}
 		s.planned = -1
 		s.computed += it.n
+		if full := min(len(s.hashes), s.computed/e.cfg.BlockSize); full > s.registered {
+			e.kv.register(s.blocks, s.hashes, s.registered, full)
+			s.registered = full
+		}
 		if s.computed < s.prompt+s.generated {
 			continue // a prefill chunk; no token yet
 		}
@@ -409,16 +455,16 @@ func (e *engine) complete(now time.Time, preempted, stepTokens int) {
 func (e *engine) finishLocked(s *seq, reason string, now time.Time) {
 	st := e.st
 	s.state = seqFinished
-	e.used -= s.blocks
-	if leak := e.faults().KVLeak; leak > 0 && s.blocks > 0 {
-		x := float64(s.blocks) * leak
+	e.kv.release(s.blocks)
+	if leak := e.faults().KVLeak; leak > 0 && len(s.blocks) > 0 {
+		x := float64(len(s.blocks)) * leak
 		k := int(x)
 		if e.rng.Float64() < x-float64(k) {
 			k++
 		}
-		e.leaked += k
+		e.kv.leak(k)
 	}
-	s.blocks = 0
+	s.blocks = nil
 	s.finishReason = reason
 	s.publish(true)
 
@@ -443,8 +489,10 @@ func (e *engine) publishLocked(now time.Time) {
 	st := e.st
 	st.running = len(e.running)
 	st.waiting = len(e.waiting)
-	st.usedBlocks = e.used
-	st.leakedBlocks = e.leaked
+	st.usedBlocks = e.kv.used()
+	st.leakedBlocks = len(e.kv.leaked)
+	st.prefixQueries = e.prefixQueries
+	st.prefixHits = e.prefixHits
 	st.updated = now
 	if len(e.cfg.LoRAs) > 0 {
 		st.runningLoRAs = loraList(st.runningLoRAs[:0], e.running)

@@ -98,6 +98,7 @@ func TestEngineBatchesAndQueues(t *testing.T) {
 // exact: TTFT and inter-token latency triple under slowdown 3.
 func TestSlowdownStretchesLatency(t *testing.T) {
 	cfg, _ := virtualConfig()
+	cfg.PrefixCaching = false // the same prompt three times: no cache hits wanted here
 	in := startSim(t, cfg)
 	body := `{"prompt":[` + strings.TrimSuffix(strings.Repeat("7,", 100), ",") + `],"max_tokens":20,"ignore_eos":true,"stream":true}`
 	run := func() (ttft, itl float64) {
@@ -196,6 +197,7 @@ func TestKVLeakRaisesUsageAndPreemptionsThenResets(t *testing.T) {
 	cfg, clk := virtualConfig()
 	cfg.NumGPUBlocks, cfg.BlockSize, cfg.MaxModelLen = 64, 16, 512
 	cfg.Faults.KVLeak = 0.5
+	cfg.PrefixCaching = false // identical prompts would share their blocks
 	in := startSim(t, cfg)
 	prompt := strings.TrimSuffix(strings.Repeat("5,", 100), ",")
 	body := `{"prompt":[` + prompt + `],"max_tokens":100,"ignore_eos":true}`

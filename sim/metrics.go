@@ -24,18 +24,20 @@ type histDef struct {
 }
 
 type pageRenderer struct {
-	v0         bool
-	labels     string // `{engine="0",model_name="m"}` or `{model_name="m"}`
-	created    []byte // start time, Python-formatted
-	numBlocks  int
-	loras      []string
-	cacheInfo  string // the whole vllm:cache_config_info family
-	reasonLbls [numReasons]string
-	hists      []histDef
+	v0        bool
+	labels    string // `{engine="0",model_name="m"}` or `{model_name="m"}`
+	created   []byte // start time, Python-formatted
+	numBlocks int
+	loras     []string
+	// prefixCaching: V0's hit-rate gauge says -1 when it is off.
+	prefixCaching bool
+	cacheInfo     string // the whole vllm:cache_config_info family
+	reasonLbls    [numReasons]string
+	hists         []histDef
 }
 
 func newPageRenderer(cfg *Config, started time.Time) *pageRenderer {
-	p := &pageRenderer{v0: cfg.V0Metrics, numBlocks: cfg.NumGPUBlocks, loras: cfg.LoRAs}
+	p := &pageRenderer{v0: cfg.V0Metrics, numBlocks: cfg.NumGPUBlocks, loras: cfg.LoRAs, prefixCaching: cfg.PrefixCaching}
 	model := `model_name="` + escapeLabel(cfg.Model) + `"`
 	with := func(extra string) string { // keys stay sorted: engine < finished_reason/le < model_name
 		if p.v0 {
@@ -106,18 +108,22 @@ func newPageRenderer(cfg *Config, started time.Time) *pageRenderer {
 // vLLM prints for each engine generation (values are Python str() output).
 func cacheConfigInfo(cfg *Config) string {
 	bs, nb := strconv.Itoa(cfg.BlockSize), strconv.Itoa(cfg.NumGPUBlocks)
+	pc := "False"
+	if cfg.PrefixCaching {
+		pc = "True"
+	}
 	var l string
 	if cfg.V0Metrics {
 		// V0 sizes CPU swap blocks from 4 GiB of swap space; 128 KiB per
 		// token is Llama-3.1-8B's KV footprint.
 		cpuBlocks := strconv.Itoa(4 << 30 / (cfg.BlockSize * 128 << 10))
 		l = `block_size="` + bs + `",cache_dtype="auto",calculate_kv_scales="False",cpu_offload_gb="0",` +
-			`enable_prefix_caching="False",gpu_memory_utilization="0.9",is_attention_free="False",` +
+			`enable_prefix_caching="` + pc + `",gpu_memory_utilization="0.9",is_attention_free="False",` +
 			`num_cpu_blocks="` + cpuBlocks + `",num_gpu_blocks="` + nb + `",num_gpu_blocks_override="None",` +
 			`sliding_window="None",swap_space_bytes="4294967296"`
 	} else {
 		l = `block_size="` + bs + `",cache_dtype="auto",calculate_kv_scales="False",cpu_kvcache_space_bytes="None",` +
-			`cpu_offload_gb="0",enable_prefix_caching="False",engine="0",gpu_memory_utilization="0.9",` +
+			`cpu_offload_gb="0",enable_prefix_caching="` + pc + `",engine="0",gpu_memory_utilization="0.9",` +
 			`is_attention_free="False",kv_cache_memory_bytes="None",kv_sharing_fast_prefill="False",` +
 			`mamba_cache_dtype="auto",mamba_page_size_padded="None",mamba_ssm_cache_dtype="auto",` +
 			`num_cpu_blocks="None",num_gpu_blocks="` + nb + `",num_gpu_blocks_override="None",` +
@@ -137,13 +143,14 @@ func (p *pageRenderer) render(b []byte, st *stats) []byte {
 	}
 	b = p.gauge(b, "vllm:num_requests_running", "Number of requests in model execution batches.", float64(st.running))
 	b = p.gauge(b, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", float64(st.waiting))
-	b = p.gauge(b, "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage. DEPRECATED: Use vllm:kv_cache_usage_perc instead.", kv)
+	// The help texts are vLLM 0.10.0's, missing spaces included (Python
+	// joins the adjacent string literals).
+	b = p.gauge(b, "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.DEPRECATED: Use vllm:kv_cache_usage_perc instead.", kv)
+	b = p.counter(b, "vllm:gpu_prefix_cache_queries", "GPU prefix cache queries, in terms of number of queriedtokens. DEPRECATED: Use vllm:prefix_cache_queries instead.", st.prefixQueries)
+	b = p.counter(b, "vllm:gpu_prefix_cache_hits", "GPU prefix cache hits, in terms of number of cached tokens. DEPRECATED: Use vllm:prefix_cache_hits instead.", st.prefixHits)
 	b = p.gauge(b, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", kv)
-	// Prefix caching is off in the sim (enable_prefix_caching="False").
-	b = p.counter(b, "vllm:gpu_prefix_cache_queries", "GPU prefix cache queries, in terms of number of queried tokens. DEPRECATED: Use vllm:prefix_cache_queries instead.", 0)
-	b = p.counter(b, "vllm:gpu_prefix_cache_hits", "GPU prefix cache hits, in terms of number of cached tokens. DEPRECATED: Use vllm:prefix_cache_hits instead.", 0)
-	b = p.counter(b, "vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", 0)
-	b = p.counter(b, "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", 0)
+	b = p.counter(b, "vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", st.prefixQueries)
+	b = p.counter(b, "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", st.prefixHits)
 	b = p.counter(b, "vllm:num_preemptions", "Cumulative number of preemption from the engine.", st.preemptions)
 	b = p.counter(b, "vllm:prompt_tokens", "Number of prefill tokens processed.", st.promptTokens)
 	b = p.counter(b, "vllm:generation_tokens", "Number of generation tokens processed.", st.generationTokens)
@@ -157,6 +164,18 @@ func (p *pageRenderer) render(b []byte, st *stats) []byte {
 	return append(b, p.cacheInfo...)
 }
 
+// hitRate is V0's gpu_prefix_cache_hit_rate: -1 with prefix caching off,
+// else the share of queried tokens found (0 before the first query).
+func (p *pageRenderer) hitRate(st *stats) float64 {
+	if !p.prefixCaching {
+		return -1
+	}
+	if st.prefixQueries == 0 {
+		return 0
+	}
+	return float64(st.prefixHits) / float64(st.prefixQueries)
+}
+
 func (p *pageRenderer) renderV0(b []byte, st *stats, kv float64) []byte {
 	b = append(b, p.cacheInfo...)
 	b = p.gauge(b, "vllm:num_requests_running", "Number of requests currently running on GPU.", float64(st.running))
@@ -165,7 +184,7 @@ func (p *pageRenderer) renderV0(b []byte, st *stats, kv float64) []byte {
 	b = p.gauge(b, "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.", kv)
 	b = p.gauge(b, "vllm:cpu_cache_usage_perc", "CPU KV-cache usage. 1 means 100 percent usage.", 0)
 	b = p.gauge(b, "vllm:cpu_prefix_cache_hit_rate", "CPU prefix cache block hit rate.", -1)
-	b = p.gauge(b, "vllm:gpu_prefix_cache_hit_rate", "GPU prefix cache block hit rate.", -1)
+	b = p.gauge(b, "vllm:gpu_prefix_cache_hit_rate", "GPU prefix cache block hit rate.", p.hitRate(st))
 	b = p.loraInfo(b, st)
 	b = p.counter(b, "vllm:num_preemptions", "Cumulative number of preemption from the engine.", st.preemptions)
 	b = p.counter(b, "vllm:prompt_tokens", "Number of prefill tokens processed.", st.promptTokens)

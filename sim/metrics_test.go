@@ -145,6 +145,7 @@ func TestMetricsV1Names(t *testing.T) {
 func TestMetricsV0Flavour(t *testing.T) {
 	cfg, _ := virtualConfig()
 	cfg.V0Metrics = true
+	cfg.PrefixCaching = false // V0's default; its hit-rate gauge then says -1
 	in := startSim(t, cfg)
 	m := scrape(t, in)
 	for _, name := range []string{"vllm:gpu_cache_usage_perc", "vllm:num_requests_swapped", "vllm:lora_requests_info",

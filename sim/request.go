@@ -31,6 +31,28 @@ type completionRequest struct {
 	maxTokens    int  // the effective limit (explicit or vLLM's default)
 	maxExplicit  bool // whether the client gave one
 	promptTokens int
+
+	// What the prompt's token ids are made from: the chat messages, or a
+	// completion's text or ids (see tokenIDs).
+	messages   []chatMessage
+	promptText string
+	promptIDs  []int
+	// cacheSalt, when salted, keeps the request's prefix apart from
+	// everyone else's in the prefix cache.
+	cacheSalt string
+	salted    bool
+}
+
+// tokenIDs lays out the prompt as the sim's tokenizer and chat template do,
+// one id per counted token.
+func (r *completionRequest) tokenIDs() []int {
+	switch {
+	case r.kind == kindChat:
+		return chatTokenIDs(r.messages)
+	case r.promptIDs != nil:
+		return r.promptIDs
+	}
+	return appendTokenIDs(make([]int, 0, r.promptTokens), r.promptText)
 }
 
 // chatMessage keeps a message's role and the text of its content parts.
@@ -60,7 +82,11 @@ type requestBody struct {
 	N                   *int            `json:"n"`
 	Temperature         *float64        `json:"temperature"`
 	TopP                *float64        `json:"top_p"`
+	CacheSalt           json.RawMessage `json:"cache_salt"`
 }
+
+// errCacheSalt is vLLM's message (protocol.py check_cache_salt_support).
+var errCacheSalt = errors.New("Parameter 'cache_salt' must be a non-empty string if provided.")
 
 // parseRequest decodes and validates a body. The error message is meant for
 // the client, in the spirit of vLLM's (pydantic's) messages.
@@ -87,6 +113,12 @@ func parseRequest(kind apiKind, body []byte) (*completionRequest, error) {
 	if b.IgnoreEOS != nil {
 		req.ignoreEOS = *b.IgnoreEOS
 	}
+	if salt := bytes.TrimSpace(b.CacheSalt); len(salt) > 0 && string(salt) != "null" {
+		if json.Unmarshal(salt, &req.cacheSalt) != nil || req.cacheSalt == "" {
+			return nil, errCacheSalt
+		}
+		req.salted = true
+	}
 	if b.N != nil && *b.N != 1 {
 		if *b.N < 1 {
 			return nil, fmt.Errorf("n must be at least 1, got %d.", *b.N)
@@ -112,8 +144,9 @@ func parseRequest(kind apiKind, body []byte) (*completionRequest, error) {
 			msgs[k].text = t
 		}
 		req.promptTokens = chatTokenCount(msgs)
+		req.messages = msgs
 	case kindCompletion:
-		n, err := promptTokenCount(b.Prompt)
+		n, err := req.readPrompt(b.Prompt)
 		if err != nil {
 			return nil, err
 		}
@@ -160,10 +193,10 @@ func contentText(raw json.RawMessage) (string, error) {
 	return "", errors.New("Input should be a valid string")
 }
 
-// promptTokenCount accepts a string, a list of token ids, or a one-element
-// batch of either; larger batches would need several choices, which the sim
-// does not produce.
-func promptTokenCount(raw json.RawMessage) (int, error) {
+// readPrompt accepts a string, a list of token ids, or a one-element batch
+// of either (larger batches would need several choices, which the sim does
+// not produce), keeps it for tokenIDs and returns its token count.
+func (r *completionRequest) readPrompt(raw json.RawMessage) (int, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return 0, missingField("prompt")
@@ -173,6 +206,7 @@ func promptTokenCount(raw json.RawMessage) (int, error) {
 		if s == "" {
 			return 0, errEmptyPrompt
 		}
+		r.promptText = s
 		return countTokens(s), nil
 	}
 	var ids []int
@@ -180,6 +214,7 @@ func promptTokenCount(raw json.RawMessage) (int, error) {
 		if len(ids) == 0 {
 			return 0, errEmptyPrompt
 		}
+		r.promptIDs = ids
 		return len(ids), nil
 	}
 	var strs []string
@@ -190,6 +225,7 @@ func promptTokenCount(raw json.RawMessage) (int, error) {
 		if strs[0] == "" {
 			return 0, errEmptyPrompt
 		}
+		r.promptText = strs[0]
 		return countTokens(strs[0]), nil
 	}
 	var idLists [][]int
@@ -200,6 +236,7 @@ func promptTokenCount(raw json.RawMessage) (int, error) {
 		if len(idLists[0]) == 0 {
 			return 0, errEmptyPrompt
 		}
+		r.promptIDs = idLists[0]
 		return len(idLists[0]), nil
 	}
 	return 0, errors.New("[{'type': 'union_type', 'loc': ('body', 'prompt'), 'msg': 'Input should be a valid string, a list of integers, or a list of strings'}]")
@@ -296,7 +333,12 @@ func (i *Instance) newRequestSeq(req *completionRequest, f Faults) (s *seq, fail
 	if req.model != "" && req.model != i.cfg.Model {
 		lora = req.model
 	}
-	return newSeq(id, req.promptTokens, target, req.maxTokens, lora), failed
+	s = newSeq(id, req.promptTokens, target, req.maxTokens, lora)
+	if i.cfg.PrefixCaching && req.promptTokens >= i.cfg.BlockSize {
+		s.hashes = hashBlocks(make([]uint64, 0, req.promptTokens/i.cfg.BlockSize), req.tokenIDs(),
+			i.cfg.BlockSize, hashSeed(lora, req.cacheSalt, req.salted))
+	}
+	return s, failed
 }
 
 // requestHexID is a request's 32-hex-digit id, derived like its draws.

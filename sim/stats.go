@@ -82,6 +82,8 @@ type stats struct {
 	running, waiting         int
 	usedBlocks, leakedBlocks int
 	preemptions              uint64
+	prefixQueries            uint64 // tokens looked up in the prefix cache
+	prefixHits               uint64 // of which found
 	promptTokens             uint64
 	generationTokens         uint64
 	success                  [numReasons]uint64

@@ -24,6 +24,10 @@ func (i *Instance) handleCompletion(w http.ResponseWriter, r *http.Request, kind
 		i.notFoundModel(w, req.model)
 		return
 	}
+	if req.salted && i.cfg.V0Metrics {
+		i.badRequest(w, "Parameter 'cache_salt' is not supported with this instance of vLLM, which uses engine V0.")
+		return
+	}
 	if err := req.applyContextLength(i.cfg.MaxModelLen); err != nil {
 		i.badRequest(w, err.Error())
 		return
@@ -68,6 +72,19 @@ type response struct {
 	head  []byte
 	id    string
 	model string
+	// details: report cached prompt tokens in usage (PromptTokensDetails).
+	details bool
+}
+
+// cachedTokens is what usage.prompt_tokens_details.cached_tokens says, or 0
+// for "omit it": vLLM leaves prompt_tokens_details out (null) when nothing
+// was cached, even with --enable-prompt-tokens-details. Call it once the
+// sequence is done.
+func (rs *response) cachedTokens() int {
+	if !rs.details {
+		return 0
+	}
+	return rs.s.cachedTokens
 }
 
 func (i *Instance) newResponse(req *completionRequest, s *seq) *response {
@@ -82,7 +99,8 @@ func (i *Instance) newResponse(req *completionRequest, s *seq) *response {
 	if !req.stream && req.kind == kindChat {
 		object = "chat.completion"
 	}
-	rs := &response{req: req, s: s, seed: i.cfg.Seed, id: prefix + requestHexID(i.cfg.Seed, s.id), model: model}
+	rs := &response{req: req, s: s, seed: i.cfg.Seed, id: prefix + requestHexID(i.cfg.Seed, s.id), model: model,
+		details: i.cfg.PromptTokensDetails}
 	h := append([]byte(nil), `{"id":`...)
 	h = strconv.AppendQuote(h, rs.id) // ids are hex: Go quoting is JSON here
 	h = append(h, `,"object":"`...)
@@ -221,6 +239,13 @@ func (rs *response) appendUsageChunk(b []byte, completion int) []byte {
 	b = strconv.AppendInt(b, int64(rs.s.prompt+completion), 10)
 	b = append(b, `,"completion_tokens":`...)
 	b = strconv.AppendInt(b, int64(completion), 10)
+	if c := rs.cachedTokens(); c > 0 {
+		// vLLM serializes the streamed usage with exclude_unset: no
+		// prompt_tokens_details at all when nothing was cached.
+		b = append(b, `,"prompt_tokens_details":{"cached_tokens":`...)
+		b = strconv.AppendInt(b, int64(c), 10)
+		b = append(b, '}')
+	}
 	return append(b, "}}\n\n"...)
 }
 
@@ -246,6 +271,9 @@ func (i *Instance) respond(w http.ResponseWriter, r *http.Request, rs *response,
 		text.WriteString(words[wordIndex(rs.seed, rs.s.id, k)])
 	}
 	usage := usageJSON{PromptTokens: rs.s.prompt, TotalTokens: rs.s.prompt + gen, CompletionTokens: gen}
+	if c := rs.cachedTokens(); c > 0 {
+		usage.PromptTokensDetails = &promptTokensDetails{CachedTokens: c}
+	}
 	created := i.clock.Now().Unix()
 	var body any
 	if rs.req.kind == kindChat {
@@ -296,10 +324,14 @@ func (i *Instance) respond(w http.ResponseWriter, r *http.Request, rs *response,
 }
 
 type usageJSON struct {
-	PromptTokens        int     `json:"prompt_tokens"`
-	TotalTokens         int     `json:"total_tokens"`
-	CompletionTokens    int     `json:"completion_tokens"`
-	PromptTokensDetails *string `json:"prompt_tokens_details"`
+	PromptTokens        int                  `json:"prompt_tokens"`
+	TotalTokens         int                  `json:"total_tokens"`
+	CompletionTokens    int                  `json:"completion_tokens"`
+	PromptTokensDetails *promptTokensDetails `json:"prompt_tokens_details"`
+}
+
+type promptTokensDetails struct {
+	CachedTokens int `json:"cached_tokens"`
 }
 
 // appendJSONString appends s as a JSON string; encoding/json is only used
