@@ -6,12 +6,9 @@ import (
 	"io"
 	"math"
 	"time"
-)
 
-// DefaultHeadroom is the spare capacity PlanCapacity adds by default: 20%
-// more instances than the measured operating point needs, for bursts and
-// for losing an instance.
-const DefaultHeadroom = 0.2
+	"github.com/llmgate/llmgate/report"
+)
 
 // CapacityInput is what a capacity plan is asked for.
 type CapacityInput struct {
@@ -78,17 +75,9 @@ type CapacityPlan struct {
 //
 //	per-instance concurrency  C = requests/s × mean E2E / instances
 //
-// At the target rate the fleet must hold target_QPS × mean E2E requests in
-// flight. If every instance is kept at the run's operating point, where
-// the TTFT p99 was measured, each holds C of them, so
-//
-//	required = ceil(target_QPS × mean E2E / C × (1 + headroom))
-//
-// which is target_QPS / (per-instance requests/s), plus headroom. This
-// holds only near the measured point: a run that met the SLO with room to
-// spare undersells an instance (over-provisions), and one that missed it
-// oversells it (the count is a lower bound). Run at the load you mean to
-// serve per instance, or sweep, to tighten it.
+// and the required instance count is report.RequiredInstances (where the
+// formula is explained) at the run's per-instance rate. Run at the load you
+// mean to serve per instance, or sweep, to tighten it.
 func PlanCapacity(r *Result, in CapacityInput) *CapacityPlan {
 	p := &CapacityPlan{
 		SLOTTFTP99: in.SLOTTFTP99,
@@ -125,47 +114,12 @@ func PlanCapacity(r *Result, in CapacityInput) *CapacityPlan {
 		p.Notes = append(p.Notes, "the run missed the SLO: an instance sustains less than measured here, so the count below is a lower bound; rerun with less load per instance")
 	}
 	if in.TargetQPS > 0 {
-		p.Required = RequiredInstances(in.TargetQPS, p.PerInstanceRPS, in.Headroom)
+		p.Required = report.RequiredInstances(in.TargetQPS, p.PerInstanceRPS, in.Headroom)
 	}
 	if r.Failed > 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("%.1f%% of requests failed; the plan counts successes only", 100*r.ErrorRate()))
 	}
 	return p
-}
-
-// LivePlan is one model's capacity plan from live traffic, as the gateway's
-// llm_health shows it: the reasoning of PlanCapacity applied to what the
-// gateway served over Window. Each instance serving the model is held at the
-// operating point it ran at, so the rate it sustained is a lower bound of what
-// it sustains at the SLO when the SLO was met, and an upper bound when not.
-type LivePlan struct {
-	Model          string  `json:"model"`
-	Window         string  `json:"window"`
-	Requests       int64   `json:"requests"`
-	RequestsPerSec float64 `json:"requests_per_sec"`
-	Instances      int     `json:"instances"`
-	PerInstanceRPS float64 `json:"per_instance_rps"`
-	TTFTP99Seconds float64 `json:"ttft_p99_seconds"`
-
-	SLOTTFTP99Seconds float64 `json:"slo_ttft_p99_seconds,omitempty"`
-	SLOMet            *bool   `json:"slo_met,omitempty"`
-	TargetQPS         float64 `json:"target_qps,omitempty"`
-	Headroom          float64 `json:"headroom,omitempty"`
-	RequiredInstances int     `json:"required_instances,omitempty"`
-	Note              string  `json:"note,omitempty"`
-}
-
-// RequiredInstances is the fleet size for targetQPS when each instance serves
-// perInstanceRPS at the operating point measured, plus headroom. It is
-// PlanCapacity's formula with E2E cancelled out (target × E2E / C, where
-// C = per-instance rps × E2E), so it also sizes from live rates alone.
-func RequiredInstances(targetQPS, perInstanceRPS, headroom float64) int {
-	if targetQPS <= 0 || perInstanceRPS <= 0 {
-		return 0
-	}
-	raw := targetQPS / perInstanceRPS * (1 + headroom)
-	// Round away float noise before the ceiling: 3.0000000001 is 3.
-	return int(math.Ceil(math.Round(raw*1e6) / 1e6))
 }
 
 // WriteTable prints the plan for people.

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/llmgate/llmgate/report"
 )
 
 // Endpoint names the OpenAI API a run calls.
@@ -126,7 +128,7 @@ func DefaultConfig() Config {
 		MaxTokens:     FixedDist(128),
 		Seed:          1,
 		BackendHeader: DefaultBackendHeader,
-		Capacity:      CapacityInput{Headroom: DefaultHeadroom},
+		Capacity:      CapacityInput{Headroom: report.DefaultHeadroom},
 	}
 }
 

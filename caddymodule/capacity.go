@@ -8,8 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/report"
 	"github.com/llmgate/llmgate/traffic"
 )
 
@@ -28,13 +28,13 @@ const capacityWindow = "15m"
 
 // planCapacity sizes each model's fleet from the pattern windows and the
 // backends in rotation that serve it.
-func planCapacity(f *fleet, cfg *CapacityConfig, patterns traffic.PatternReport, now time.Time) []bench.LivePlan {
+func planCapacity(f *fleet, cfg *CapacityConfig, patterns traffic.PatternReport, now time.Time) []report.LivePlan {
 	// The window covers at most the time the gateway has been observing.
 	span := min(15*time.Minute, now.Sub(f.startedAt))
 	if span < time.Minute {
 		return nil
 	}
-	var out []bench.LivePlan
+	var out []report.LivePlan
 	for _, m := range patterns.Models {
 		var w *traffic.WindowStats
 		for i := range m.Windows {
@@ -45,7 +45,7 @@ func planCapacity(f *fleet, cfg *CapacityConfig, patterns traffic.PatternReport,
 		if w == nil || w.Requests == 0 {
 			continue
 		}
-		c := bench.LivePlan{Model: m.Model, Window: capacityWindow, Requests: w.Requests,
+		c := report.LivePlan{Model: m.Model, Window: capacityWindow, Requests: w.Requests,
 			RequestsPerSec: float64(w.Requests) / span.Seconds(), TTFTP99Seconds: w.TTFTSeconds.P99,
 			Instances: instancesServing(f, m.Model, now)}
 		if c.Instances == 0 {
@@ -63,7 +63,7 @@ func planCapacity(f *fleet, cfg *CapacityConfig, patterns traffic.PatternReport,
 					c.Note = "TTFT p99 is above the SLO: each instance sustains less than it serves now, so the count is a lower bound"
 				}
 			}
-			c.RequiredInstances = bench.RequiredInstances(cfg.TargetQPS, c.PerInstanceRPS, cfg.Headroom)
+			c.RequiredInstances = report.RequiredInstances(cfg.TargetQPS, c.PerInstanceRPS, cfg.Headroom)
 		}
 		c.RequestsPerSec, c.PerInstanceRPS = round3(c.RequestsPerSec), round3(c.PerInstanceRPS)
 		out = append(out, c)
@@ -76,20 +76,18 @@ func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 // instancesServing counts backends in rotation, not down, that serve model.
 func instancesServing(f *fleet, model string, now time.Time) int {
 	n := 0
-	for _, b := range f.pool.Backends() {
+	for _, b := range lb.ForModel(f.pool.Backends(), model) {
 		if b.Rotation(now).State != lb.Active || f.monitor.State(b.Addr) == "down" {
 			continue
 		}
-		if serves, known := f.monitor.Serves(b.Addr, model); serves || !known {
-			n++
-		}
+		n++
 	}
 	return n
 }
 
 // parseCapacity reads `capacity { slo_ttft_p99 3s; target_qps 100; headroom 0.2 }`.
 func parseCapacity(d *caddyfile.Dispenser) (*CapacityConfig, error) {
-	c := &CapacityConfig{Headroom: bench.DefaultHeadroom}
+	c := &CapacityConfig{Headroom: report.DefaultHeadroom}
 	err := parseValueBlock(d, func(name, value string) error {
 		switch name {
 		case "slo_ttft_p99":

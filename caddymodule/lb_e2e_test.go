@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/llmgate/llmgate/diagnose"
 	"github.com/llmgate/llmgate/internal/testutil"
+	"github.com/llmgate/llmgate/report"
 	"github.com/llmgate/llmgate/sim"
 )
 
@@ -193,7 +193,7 @@ func (f *simFleet) rotation(t *testing.T, addr string) (state string, raw string
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	var r diagnose.FleetReport
+	var r report.FleetReport
 	if err := json.Unmarshal(body, &r); err != nil {
 		return "", fmt.Sprintf("bad JSON %v: %s", err, body)
 	}

@@ -5,19 +5,19 @@ import (
 	"time"
 
 	"github.com/llmgate/llmgate/diag"
-	"github.com/llmgate/llmgate/diagnose"
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/report"
 )
 
-// buildReport is the fleet report (diagnose.FleetReport, which defines the
+// buildReport is the fleet report (report.FleetReport, which defines the
 // JSON): diag's health view plus the balancer's rotation and in-flight counts,
 // the TTFT ratio the outlier rule sees, patterns and capacity. Without showKeys
 // the patterns name no client key.
-func buildReport(f *fleet, now time.Time, showKeys bool) diagnose.FleetReport {
+func buildReport(f *fleet, now time.Time, showKeys bool) report.FleetReport {
 	base := diag.NewReport(f.monitor.Backends(), now)
-	r := diagnose.FleetReport{GeneratedAt: now, Summary: diagnose.FleetSummary{Summary: base.Summary}, Backends: make([]diagnose.Backend, 0, len(base.Backends))}
+	r := report.FleetReport{GeneratedAt: now, Summary: report.FleetSummary{Summary: base.Summary}, Backends: make([]report.Backend, 0, len(base.Backends))}
 	for _, b := range base.Backends {
-		br := diagnose.Backend{BackendReport: b, Rotation: lb.Rotation{State: lb.Active, Weight: 1}}
+		br := report.Backend{BackendReport: b, Rotation: lb.Rotation{State: lb.Active, Weight: 1}}
 		if rule := f.ttftRule.Load(); rule != nil {
 			if ratio, ok := f.ttft.Ratio(*rule, b.Address, now); ok {
 				ratio = math.Round(ratio*100) / 100
@@ -28,12 +28,10 @@ func buildReport(f *fleet, now time.Time, showKeys bool) diagnose.FleetReport {
 			br.InFlight = lbb.InFlight()
 			br.Rotation = lbb.Rotation(now)
 		}
+		r.Summary.CanServe = r.Summary.CanServe || br.InRotation()
 		switch br.Rotation.State {
 		case lb.Active:
 			r.Summary.Active++
-			if b.State != string(diag.Down) {
-				r.Summary.CanServe = true
-			}
 		case lb.Draining:
 			r.Summary.Draining++
 		case lb.Drained:

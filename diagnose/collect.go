@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/llmgate/llmgate/diag"
+	"github.com/llmgate/llmgate/report"
 	"github.com/llmgate/llmgate/traffic"
 )
 
@@ -122,38 +123,38 @@ func (c *collector) metricsURL() string {
 // fleet reads the fleet report from the admin API, falling back to the health
 // endpoint, and the patterns from the report or, for a gateway whose report
 // lacks them, from the admin API.
-func (c *collector) fleet(ctx context.Context) (*FleetReport, *traffic.PatternReport, []Source) {
+func (c *collector) fleet(ctx context.Context) (*report.FleetReport, *traffic.PatternReport, []Source) {
 	var sources []Source
-	var report *FleetReport
+	var fleet *report.FleetReport
 	adminUp := false
 	if c.opts.Admin != "" {
 		body, src := c.get(ctx, SourceAdmin, adminBase(c.opts.Admin)+"/llm/backends", acceptJSON, maxReportBytes, http.StatusOK)
 		if src.Error == "" {
 			var err error
-			if report, err = ParseFleet(body); err != nil {
+			if fleet, err = ParseFleet(body); err != nil {
 				src.Error = err.Error()
 			}
 			adminUp = true
 		}
 		sources = append(sources, src)
 	}
-	if report == nil && c.opts.Health != "" {
+	if fleet == nil && c.opts.Health != "" {
 		// 503 is the health endpoint saying nothing can serve; its body is
-		// still the report, and the most useful one to have.
+		// still the fleet, and the most useful one to have.
 		body, src := c.get(ctx, SourceHealth, c.opts.Health, acceptJSON, maxReportBytes, http.StatusOK, http.StatusServiceUnavailable)
 		if src.Error == "" {
 			var err error
-			if report, err = ParseFleet(body); err != nil {
+			if fleet, err = ParseFleet(body); err != nil {
 				src.Error = err.Error()
 			}
 		}
 		sources = append(sources, src)
 	}
-	if report == nil {
+	if fleet == nil {
 		return nil, nil, sources
 	}
-	patterns := report.Patterns
-	report.Patterns = nil
+	patterns := fleet.Patterns
+	fleet.Patterns = nil
 	if patterns == nil && adminUp {
 		body, src := c.get(ctx, SourcePatterns, adminBase(c.opts.Admin)+"/llm/patterns", acceptJSON, maxReportBytes, http.StatusOK)
 		if src.Error == "" {
@@ -166,7 +167,7 @@ func (c *collector) fleet(ctx context.Context) (*FleetReport, *traffic.PatternRe
 		}
 		sources = append(sources, src)
 	}
-	return report, patterns, sources
+	return fleet, patterns, sources
 }
 
 func (c *collector) metrics(ctx context.Context, u string) (*Metrics, []Source) {
@@ -231,8 +232,8 @@ func (c *collector) fetch(ctx context.Context, u, accept string, limit int64) ([
 // ParseFleet decodes a fleet report. A JSON object without a "backends" list
 // is not one (a wrong URL that happens to answer JSON), and is an error rather
 // than an empty fleet that would read as "nothing can serve".
-func ParseFleet(data []byte) (*FleetReport, error) {
-	var r FleetReport
+func ParseFleet(data []byte) (*report.FleetReport, error) {
+	var r report.FleetReport
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("decoding fleet report: %w", err)
 	}

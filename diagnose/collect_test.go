@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/llmgate/llmgate/internal/testutil"
+	"github.com/llmgate/llmgate/report"
 	"github.com/llmgate/llmgate/traffic"
 )
 
@@ -101,7 +102,7 @@ func TestParseFleet(t *testing.T) {
 }
 
 // fakeGateway serves an admin API: the fleet report, patterns and metrics.
-func fakeGateway(t *testing.T, fleet *FleetReport, metrics string) *httptest.Server {
+func fakeGateway(t *testing.T, fleet *report.FleetReport, metrics string) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /llm/backends", func(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +164,7 @@ func TestCollectAdmin(t *testing.T) {
 // The health endpoint stands in when the admin API is off, and its 503 (nothing
 // can serve) is a report, not an error.
 func TestCollectHealthFallback(t *testing.T) {
-	down := with(healthy("10.0.0.1:8000"), func(b *Backend) { b.State, b.Reasons = "down", []string{"scrape_failed 5x"} })
+	down := with(healthy("10.0.0.1:8000"), func(b *report.Backend) { b.State, b.Reasons = "down", []string{"scrape_failed 5x"} })
 	fleet := fleetOf(down)
 	health := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Accept") != "application/json" {

@@ -23,6 +23,6 @@
 //
 // Everything parsed here comes from the network, so every body is read with a
 // size limit, and nothing in Findings or the renderers assumes a field is set.
-// The package imports no Caddy: the fleet report's shape is mirrored in
-// FleetReport from the pure packages it is built of (diag, lb, traffic).
+// The package imports no Caddy: the fleet report it reads is
+// report.FleetReport, the type the gateway writes.
 package diagnose

@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/report"
 	"github.com/llmgate/llmgate/traffic"
 )
 
@@ -145,7 +145,7 @@ func (f *findings) sources(s *Snapshot) {
 	}
 }
 
-func (f *findings) fleet(r *FleetReport) {
+func (f *findings) fleet(r *report.FleetReport) {
 	sum := r.Summary
 	if !sum.CanServe {
 		f.add(Finding{Severity: Critical, Subject: SubjectFleet, Title: "nothing can serve: no backend is both in rotation and up",
@@ -163,11 +163,11 @@ func (f *findings) fleet(r *FleetReport) {
 
 // saturation fires when every backend carrying load is full and queueing:
 // the fleet, not one backend, is short of capacity.
-func (f *findings) saturation(backends []Backend) {
+func (f *findings) saturation(backends []report.Backend) {
 	var ev []string
 	for i := range backends {
 		b := &backends[i]
-		if !b.inRotation() {
+		if !b.InRotation() {
 			continue
 		}
 		if b.KVCacheUsage == nil || b.Waiting == nil || *b.KVCacheUsage < saturatedKV || *b.Waiting <= 0 {
@@ -185,7 +185,7 @@ func (f *findings) saturation(backends []Backend) {
 		Check:    "drained backends that could come back; more replicas; long prompts (prompt-length shifts) or a heavy key; the gateway's admission queue and rate limits"})
 }
 
-func (f *findings) backend(b *Backend) {
+func (f *findings) backend(b *report.Backend) {
 	name := b.Address
 	down := b.State == string(diag.Down)
 	sawScrapeFailed := false
@@ -219,7 +219,7 @@ func (f *findings) backend(b *Backend) {
 
 // rotation reports backends out of rotation, held in it by the drain cap, or
 // ramping back in.
-func (f *findings) rotation(b *Backend) {
+func (f *findings) rotation(b *report.Backend) {
 	r := b.Rotation
 	name := b.Address
 	switch {
@@ -255,7 +255,7 @@ func (f *findings) rotation(b *Backend) {
 }
 
 // backendEvidence gives the numbers behind a reason.
-func backendEvidence(b *Backend, kind, reason string) []string {
+func backendEvidence(b *report.Backend, kind, reason string) []string {
 	var ev []string
 	switch kind {
 	case "scrape_failed":
@@ -279,7 +279,7 @@ func backendEvidence(b *Backend, kind, reason string) []string {
 // capacity turns the gateway's live capacity plans into findings: a TTFT p99
 // over its SLO is a warning, a fleet smaller than the target needs is info
 // (the target is a plan, not today's load).
-func (f *findings) capacity(plans []bench.LivePlan) {
+func (f *findings) capacity(plans []report.LivePlan) {
 	for _, p := range plans {
 		ev := []string{fmt.Sprintf("%d instances serve %.2f req/s (%.2f each) over the last %s; TTFT p99 %.2f s",
 			p.Instances, p.RequestsPerSec, p.PerInstanceRPS, p.Window, p.TTFTP99Seconds)}

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/report"
 	"github.com/llmgate/llmgate/traffic"
 )
 
@@ -19,8 +19,8 @@ func u64(v uint64) *uint64   { return &v }
 var testNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
 // healthy is a backend in rotation with live numbers and one idle GPU.
-func healthy(addr string) Backend {
-	return Backend{
+func healthy(addr string) report.Backend {
+	return report.Backend{
 		BackendReport: diag.BackendReport{
 			Address: addr, Models: []string{"m"}, State: string(diag.Healthy), Reasons: []string{},
 			KVCacheUsage: f64(0.3), Running: f64(4), Waiting: f64(0),
@@ -35,8 +35,8 @@ func healthy(addr string) Backend {
 
 // fleetOf builds a report whose summary is computed from its backends the way
 // the gateway computes it.
-func fleetOf(backends ...Backend) *FleetReport {
-	r := &FleetReport{GeneratedAt: testNow, Backends: backends}
+func fleetOf(backends ...report.Backend) *report.FleetReport {
+	r := &report.FleetReport{GeneratedAt: testNow, Backends: backends}
 	for _, b := range backends {
 		r.Summary.Backends++
 		switch b.State {
@@ -65,11 +65,11 @@ func fleetOf(backends ...Backend) *FleetReport {
 	return r
 }
 
-func snap(fleet *FleetReport) *Snapshot {
+func snap(fleet *report.FleetReport) *Snapshot {
 	return &Snapshot{CollectedAt: testNow, Fleet: fleet, Sources: []Source{{Name: SourceAdmin, URL: "http://127.0.0.1:2019/llm/backends", Status: 200}}}
 }
 
-func with(b Backend, edit func(*Backend)) Backend {
+func with(b report.Backend, edit func(*report.Backend)) report.Backend {
 	edit(&b)
 	return b
 }
@@ -93,20 +93,20 @@ func (w want) matches(f Finding) bool {
 
 func TestFindings(t *testing.T) {
 	a, b, c := "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"
-	thermal := with(healthy(b), func(x *Backend) {
+	thermal := with(healthy(b), func(x *report.Backend) {
 		x.State, x.Reasons = string(diag.Degraded), []string{"hw_thermal_slowdown gpu0"}
 		x.GPUs[0].ClockEventReasons = u64(diag.ClockHWThermal | diag.ClockHWSlowdown)
 		x.GPUs[0].TemperatureC = f64(88)
 	})
-	down := with(healthy(c), func(x *Backend) {
+	down := with(healthy(c), func(x *report.Backend) {
 		x.State, x.Reasons, x.Stale = string(diag.Down), []string{"scrape_failed 3x"}, true
 		x.KVCacheUsage, x.Running, x.Waiting = nil, nil, nil
 		x.LastError, x.ConsecutiveFailures, x.ScrapeAgeSeconds = "dial tcp 10.0.0.3:8000: connect: connection refused", 7, f64(12)
 	})
-	full := func(addr string) Backend {
-		return with(healthy(addr), func(x *Backend) { x.KVCacheUsage, x.Waiting = f64(0.95), f64(6) })
+	full := func(addr string) report.Backend {
+		return with(healthy(addr), func(x *report.Backend) { x.KVCacheUsage, x.Waiting = f64(0.95), f64(6) })
 	}
-	drained := func(b Backend, manual bool, reasons ...string) Backend {
+	drained := func(b report.Backend, manual bool, reasons ...string) report.Backend {
 		b.Rotation = lb.Rotation{State: lb.Drained, Manual: manual, Reasons: reasons, Since: testNow.Add(-time.Hour)}
 		return b
 	}
@@ -134,10 +134,10 @@ func TestFindings(t *testing.T) {
 		{name: "healthy fleet", snap: snap(fleetOf(healthy(a), healthy(b))), zero: true},
 		{
 			name: "live capacity: a missed SLO warns, a short fleet informs, a met plan is quiet",
-			snap: snap(func() *FleetReport {
+			snap: snap(func() *report.FleetReport {
 				fr := fleetOf(healthy(a), healthy(b))
 				met, missed := true, false
-				fr.Capacity = []bench.LivePlan{
+				fr.Capacity = []report.LivePlan{
 					{Model: "llama", Window: "15m", Instances: 2, RequestsPerSec: 4, PerInstanceRPS: 2, TTFTP99Seconds: 4.2,
 						SLOTTFTP99Seconds: 3, SLOMet: &missed, TargetQPS: 10, Headroom: 0.2, RequiredInstances: 6},
 					{Model: "qwen", Window: "15m", Instances: 2, RequestsPerSec: 4, PerInstanceRPS: 2, TTFTP99Seconds: 1,
@@ -171,7 +171,7 @@ func TestFindings(t *testing.T) {
 		},
 		{
 			name: "nothing can serve",
-			snap: snap(fleetOf(drained(healthy(a), true, "manual"), with(down, func(x *Backend) { x.Address = b }))),
+			snap: snap(fleetOf(drained(healthy(a), true, "manual"), with(down, func(x *report.Backend) { x.Address = b }))),
 			want: []want{
 				{sev: Critical, subject: SubjectFleet, title: "nothing can serve", text: "1 drained"},
 				{sev: Critical, name: b, reason: "scrape_failed 3x"},
@@ -181,9 +181,9 @@ func TestFindings(t *testing.T) {
 		{
 			name: "automatic drain names its reasons; capped drain; slow start",
 			snap: snap(fleetOf(
-				drained(with(thermal, func(x *Backend) { x.Address = a }), false, "hw_thermal_slowdown gpu0"),
-				with(thermal, func(x *Backend) { x.Rotation.Capped = true }),
-				with(healthy(c), func(x *Backend) { x.Rotation.Weight = 0.25 }),
+				drained(with(thermal, func(x *report.Backend) { x.Address = a }), false, "hw_thermal_slowdown gpu0"),
+				with(thermal, func(x *report.Backend) { x.Rotation.Capped = true }),
+				with(healthy(c), func(x *report.Backend) { x.Rotation.Weight = 0.25 }),
 			)),
 			want: []want{
 				{sev: Warning, name: a, reason: "hw_thermal_slowdown gpu0"},
@@ -196,7 +196,7 @@ func TestFindings(t *testing.T) {
 		},
 		{
 			name:  "stale backend",
-			snap:  snap(fleetOf(healthy(a), with(healthy(b), func(x *Backend) { x.Stale, x.ScrapeAgeSeconds, x.LastError = true, f64(9.5), "timeout" }))),
+			snap:  snap(fleetOf(healthy(a), with(healthy(b), func(x *report.Backend) { x.Stale, x.ScrapeAgeSeconds, x.LastError = true, f64(9.5), "timeout" }))),
 			want:  []want{{sev: Warning, name: b, reason: "stale", title: "stale (last scrape 9.5s ago)", text: "last error: timeout"}},
 			count: 1,
 		},
@@ -369,7 +369,7 @@ func TestFindingsUseDiagReasons(t *testing.T) {
 	gpu := diag.GPU{Index: 1, UtilPercent: f64(100), ClockEventReasons: u64(diag.ClockHWThermal | diag.ClockHWSlowdown),
 		PCIeGen: intp(4), PCIeGenMax: intp(5), PCIeWidth: intp(16), PCIeWidthMax: intp(16)}
 	v := diag.Evaluate(diag.DefaultRules(), []diag.Sample{{At: testNow, Stats: &diag.BackendStats{}, GPUs: []diag.GPU{gpu}}})
-	b := with(healthy("10.0.0.9:8000"), func(x *Backend) {
+	b := with(healthy("10.0.0.9:8000"), func(x *report.Backend) {
 		x.State, x.Reasons, x.GPUs = string(v.State), v.Reasons, []diag.GPU{gpu}
 	})
 	got := Findings(snap(fleetOf(b)))

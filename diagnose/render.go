@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/llmgate/llmgate/bench"
+	"github.com/llmgate/llmgate/report"
 )
 
 // Report is a Snapshot with its Findings: what --json writes, findings first.
@@ -121,7 +121,7 @@ func (m *mdWriter) findings(fs []Finding) {
 	m.p("\n")
 }
 
-func (m *mdWriter) backends(f *FleetReport) {
+func (m *mdWriter) backends(f *report.FleetReport) {
 	m.p("## Backends\n\n")
 	if len(f.Backends) == 0 {
 		m.p("The gateway knows no backends.\n\n")
@@ -201,7 +201,7 @@ func (m *mdWriter) patterns(r Report) {
 	}
 }
 
-func (m *mdWriter) capacity(plans []bench.LivePlan) {
+func (m *mdWriter) capacity(plans []report.LivePlan) {
 	m.p("## Capacity (live)\n\n")
 	m.table([]string{"model", "window", "req/s", "instances", "req/s each", "TTFT p99", "SLO", "target req/s", "needed"}, len(plans), func(i int) []string {
 		p := plans[i]

@@ -10,20 +10,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/llmgate/llmgate/bench"
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/internal/testutil"
+	"github.com/llmgate/llmgate/report"
 	"github.com/llmgate/llmgate/traffic"
 )
 
 // richSnapshot has every part filled, and text from the network that tries to
 // break the Markdown: a pipe and a newline in an address, a fence in an error.
 func richSnapshot() *Snapshot {
-	thermal := with(healthy("10.0.0.2:8000"), func(x *Backend) {
+	thermal := with(healthy("10.0.0.2:8000"), func(x *report.Backend) {
 		x.State, x.Reasons = string(diag.Degraded), []string{"hw_thermal_slowdown gpu0"}
 		x.GPUs[0].ClockEventReasons = u64(diag.ClockHWThermal)
 	})
-	odd := with(healthy("evil|host\n## injected:1"), func(x *Backend) { x.LastError = "```\n# not a heading" })
+	odd := with(healthy("evil|host\n## injected:1"), func(x *report.Backend) { x.LastError = "```\n# not a heading" })
 	s := snap(fleetOf(healthy("10.0.0.1:8000"), thermal, odd))
 	s.Patterns = &traffic.PatternReport{
 		Models: []traffic.ModelPatterns{{Model: "m", Windows: []traffic.WindowStats{{Window: "1m", Requests: 40,
@@ -132,7 +132,7 @@ func TestMain(t *testing.T) {
 func TestMarkdownCapacity(t *testing.T) {
 	met := false
 	fr := fleetOf(healthy("10.0.0.1:8000"))
-	fr.Capacity = []bench.LivePlan{{Model: "llama", Window: "15m", Instances: 1, RequestsPerSec: 2, PerInstanceRPS: 2,
+	fr.Capacity = []report.LivePlan{{Model: "llama", Window: "15m", Instances: 1, RequestsPerSec: 2, PerInstanceRPS: 2,
 		TTFTP99Seconds: 4, SLOTTFTP99Seconds: 3, SLOMet: &met, TargetQPS: 10, Headroom: 0.2, RequiredInstances: 6}}
 	var sb strings.Builder
 	if err := NewReport(snap(fr)).Markdown(&sb); err != nil {

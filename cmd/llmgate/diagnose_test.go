@@ -17,6 +17,7 @@ import (
 
 	"github.com/llmgate/llmgate/diagnose"
 	"github.com/llmgate/llmgate/internal/testutil"
+	"github.com/llmgate/llmgate/report"
 	"github.com/llmgate/llmgate/sim"
 )
 
@@ -158,7 +159,7 @@ http://%s {
 		}
 	}
 
-	// The admin API's answer has no field diagnose's mirror of it lacks.
+	// The admin API's answer has no field the report type diagnose reads lacks.
 	resp, err = http.Get("http://" + admin + "/llm/backends")
 	if err != nil {
 		t.Fatal(err)
@@ -167,9 +168,9 @@ http://%s {
 	resp.Body.Close()
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	var fleet diagnose.FleetReport
+	var fleet report.FleetReport
 	if err := dec.Decode(&fleet); err != nil {
-		t.Errorf("the fleet report drifted from diagnose.FleetReport: %v", err)
+		t.Errorf("the fleet report drifted from report.FleetReport: %v", err)
 	}
 
 	// With the admin API out of reach, the health endpoint stands in; a
