@@ -329,6 +329,7 @@ func (f *fleet) start() {
 // onSample feeds every scrape to the balancer: fresh stats for its cost, the
 // verdict for the drain controller, whose transitions are logged and counted.
 func (f *fleet) onSample(addr string, s diag.Sample, r diag.Rates, v diag.Verdict) {
+	f.pool.Backend(addr).SetModels(f.monitor.ModelIDs(addr))
 	if st := s.Stats; st != nil {
 		f.pool.UpdateStats(addr, lb.Stats{
 			At:                s.At,

@@ -33,6 +33,8 @@ var (
 
 	descInFlight = prometheus.NewDesc("llmgate_backend_requests_in_flight",
 		"Requests the gateway has sent to the backend whose response has not ended.", []string{"backend"}, nil)
+	descPrefixBlocks = prometheus.NewDesc("llmgate_prefix_index_blocks",
+		"Prompt blocks the gateway's prefix index believes the backend holds in its cache.", []string{"backend"}, nil)
 	descRotation = prometheus.NewDesc("llmgate_backend_rotation",
 		"1 for the backend's rotation state (active, draining, drained, ejected), 0 for the others.", []string{"backend", "state"}, nil)
 
@@ -67,7 +69,7 @@ type fleetCollector struct{}
 
 func (fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKVUsage, descRunning, descWaiting, descPreemptions,
-		descGenTokens, descState, descStale, descScrapeErrors, descInFlight, descRotation,
+		descGenTokens, descState, descStale, descScrapeErrors, descInFlight, descRotation, descPrefixBlocks,
 		descShiftRatio, descShiftActive, descTTFTShiftRatio} {
 		ch <- d
 	}
@@ -82,6 +84,7 @@ func (fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, b := range f.pool.Backends() {
 		r := b.Rotation(now)
 		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(b.InFlight()), b.Addr)
+		ch <- prometheus.MustNewConstMetric(descPrefixBlocks, prometheus.GaugeValue, float64(b.PrefixBlocks()), b.Addr)
 		for _, s := range []lb.State{lb.Active, lb.Draining, lb.Drained, lb.Ejected} {
 			v := 0.0
 			if r.State == s {

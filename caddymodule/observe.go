@@ -347,6 +347,10 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 	if res.PromptTokens >= 0 {
 		h.fleet.estimator.Observe(c.req, res.PromptTokens)
 	}
+	predicted := int64(-1)
+	if ok && res.CachedTokens >= 0 && res.PromptTokens > 0 {
+		predicted = observeCached(ow.r, backend, res)
+	}
 	if c.ticket != nil {
 		c.ticket.Settle(settlement(res, ok, c.promptEstimate))
 	}
@@ -376,6 +380,12 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 		extra.Add(zap.Int("llm_prompt_tokens", prompt))
 		extra.Add(zap.Int("llm_output_tokens", output))
 		extra.Add(zap.Bool("llm_usage_reported", res.UsageReported))
+		if res.CachedTokens >= 0 {
+			extra.Add(zap.Int("llm_cached_tokens", res.CachedTokens))
+		}
+		if predicted >= 0 {
+			extra.Add(zap.Int64("llm_predicted_cached_tokens", predicted))
+		}
 		if res.FinishReason != "" {
 			extra.Add(zap.String("llm_finish", res.FinishReason))
 		}
@@ -404,6 +414,24 @@ func settlement(res traffic.Result, ok bool, promptEstimate int) int64 {
 		return limiter.Unknown
 	}
 	return 0
+}
+
+// observeCached tells the balancer's prefix index what the backend found
+// cached, counts it against the prediction, and returns the prediction.
+func observeCached(r *http.Request, backend string, res traffic.Result) int64 {
+	holder := requestLease(r)
+	if holder == nil {
+		return -1
+	}
+	l := holder.current()
+	if l == nil {
+		return -1
+	}
+	predicted := l.ObserveCached(int64(res.CachedTokens))
+	prefixPromptTokens.WithLabelValues(backend).Add(float64(res.PromptTokens))
+	prefixCachedTokens.WithLabelValues(backend).Add(float64(res.CachedTokens))
+	prefixPredictedTokens.WithLabelValues(backend).Add(float64(predicted))
+	return predicted
 }
 
 // attemptStrings renders failed attempts for the access log, as

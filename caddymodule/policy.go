@@ -57,16 +57,12 @@ func (s *Selection) Provision(ctx caddy.Context) error {
 }
 
 // Select picks the cheapest upstream and leases it for the rest of the request.
-// A request that names a model goes only to backends that serve it (by their
-// /metrics model_name labels), unless none is known to: then to any, since the
-// name may be a LoRA adapter the labels do not list.
+// A request that names a model goes only to backends that serve it, by
+// lb.NotServing's rule.
 func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
 	work := requestWork(r)
 	cands := make([]*lb.Backend, 0, len(pool))
 	ups := make([]*reverseproxy.Upstream, 0, len(pool))
-	var others []int // available upstreams known not to serve the model
-	var tried []int  // upstreams that already failed this request
-	holder := requestLease(r)
 	for _, u := range pool {
 		if !u.Available() {
 			continue
@@ -77,32 +73,33 @@ func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ ht
 		} else {
 			s.fleet.monitor.Observe(addr)
 		}
-		if work.Model != "" {
-			if serves, known := s.fleet.monitor.Serves(addr, work.Model); known && !serves {
-				others = append(others, len(ups))
-			}
-		}
-		b := s.fleet.pool.Backend(addr)
-		if holder != nil && holder.triedBefore(b) {
-			tried = append(tried, len(ups))
-		}
-		cands = append(cands, b)
+		cands = append(cands, s.fleet.pool.Backend(addr))
 		ups = append(ups, u)
 	}
-	if len(others) > 0 && len(others) < len(cands) {
-		cands, ups = without(cands, others), without(ups, others)
-		tried = reindexWithout(tried, others)
+	if drop := lb.NotServing(cands, work.Model, nil); len(drop) > 0 {
+		cands, ups = without(cands, drop), without(ups, drop)
 	}
 	// A retry goes to a backend that has not failed the request yet, while
 	// there is one.
-	if len(tried) > 0 && len(tried) < len(cands) {
-		cands, ups = without(cands, tried), without(ups, tried)
+	if holder := requestLease(r); holder != nil {
+		var tried []int
+		for i, b := range cands {
+			if holder.triedBefore(b) {
+				tried = append(tried, i)
+			}
+		}
+		if len(tried) > 0 && len(tried) < len(cands) {
+			cands, ups = without(cands, tried), without(ups, tried)
+		}
 	}
 	i := s.fleet.pool.Pick(cands, work, &s.weights, time.Now())
 	if i < 0 {
 		return nil
 	}
-	holdLease(r, cands[i].Acquire(work))
+	b := cands[i]
+	work.CachedTokens = b.CachedTokens(work)
+	holdLease(r, b.Acquire(work))
+	s.fleet.pool.Sent(b, work, &s.weights)
 	return ups[i]
 }
 
@@ -115,26 +112,6 @@ func without[T any](xs []T, drop []int) []T {
 			continue
 		}
 		out = append(out, x)
-	}
-	return out
-}
-
-// reindexWithout maps ascending indexes into xs to indexes into xs minus the
-// ascending indexes drop, leaving out those dropped.
-func reindexWithout(idx, drop []int) []int {
-	out := idx[:0]
-	for _, i := range idx {
-		n, gone := 0, false
-		for _, d := range drop {
-			if d < i {
-				n++
-			} else if d == i {
-				gone = true
-			}
-		}
-		if !gone {
-			out = append(out, i-n)
-		}
 	}
 	return out
 }
@@ -277,6 +254,11 @@ func (h *leaseHolder) end() {
 //		saturated_kv      0.95
 //		saturated_waiting 16
 //		stale_after       3s
+//		prefix {
+//			max_blocks 8192
+//			margin     0.1
+//		}
+//		prefix off
 //	}
 func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // policy name
@@ -296,6 +278,12 @@ func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		name := d.Val()
+		if name == "prefix" {
+			if err := parsePrefix(d, &s.Weights.Prefix); err != nil {
+				return err
+			}
+			continue
+		}
 		if !d.NextArg() {
 			return d.ArgErr()
 		}
@@ -316,6 +304,40 @@ func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("%s: %v", name, err)
 		}
 		*dst = v
+	}
+	return nil
+}
+
+// parsePrefix reads `prefix off` or `prefix { max_blocks N; margin F }`.
+func parsePrefix(d *caddyfile.Dispenser, c *lb.PrefixConfig) error {
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return d.Errf("prefix: want off or a block, got %q", d.Val())
+		}
+		c.Disabled = true
+		return nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		switch name {
+		case "max_blocks":
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return d.Errf("prefix max_blocks: want a positive integer, got %q", d.Val())
+			}
+			c.MaxBlocks = n
+		case "margin":
+			f, err := strconv.ParseFloat(d.Val(), 64)
+			if err != nil || f <= 0 || f > 1 {
+				return d.Errf("prefix margin: want a number in (0, 1], got %q", d.Val())
+			}
+			c.Margin = f
+		default:
+			return d.Errf("unrecognized prefix option %q", name)
+		}
 	}
 	return nil
 }

@@ -43,12 +43,7 @@ var queueWeights = lb.DefaultWeights()
 // hasRoom tests whether some backend that serves model has room.
 func (h *Handler) hasRoom(model string) func() bool {
 	return func() bool {
-		var cands []*lb.Backend
-		for _, b := range h.fleet.pool.Backends() {
-			if serves, known := h.fleet.monitor.Serves(b.Addr, model); serves || !known {
-				cands = append(cands, b)
-			}
-		}
+		cands := lb.ForModel(h.fleet.pool.Backends(), model)
 		return !h.fleet.pool.Saturated(cands, &queueWeights, time.Now())
 	}
 }

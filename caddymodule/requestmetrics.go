@@ -49,6 +49,18 @@ var (
 		Name: "llmgate_requests_total",
 		Help: "Completion requests that reached a backend, by HTTP status code and how they ended (ok, client_gone, or a failure: backend_error (5xx or 429), backend_failed (connection), timeout (no first byte in time), stalled (cut after a silence), stream_error).",
 	}, []string{"backend", "model", "code", "outcome"})
+	prefixPromptTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_prefix_prompt_tokens_total",
+		Help: "Prompt tokens of successful requests whose backend reported cached tokens (usage.prompt_tokens_details).",
+	}, []string{"backend"})
+	prefixCachedTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_prefix_cached_tokens_total",
+		Help: "Prompt tokens the backend found in its prefix cache, as it reported them.",
+	}, []string{"backend"})
+	prefixPredictedTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_prefix_predicted_cached_tokens_total",
+		Help: "Prompt tokens the gateway's prefix index predicted cached, for the same requests.",
+	}, []string{"backend"})
 	attemptFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_backend_attempt_failures_total",
 		Help: "Attempts of requests a backend failed, retried or not, by how (connect_error, reset, server_error, overloaded, first_byte_timeout, stall, stream_error, retried).",
@@ -75,7 +87,8 @@ var (
 
 func requestCollectors() []prometheus.Collector {
 	return []prometheus.Collector{ttftSeconds, interTokenSeconds, e2eSeconds, promptTokens,
-		outputTokens, requestsTotal, attemptFailures, streamStalls, refusalsTotal, admissionQueued, admissionWait}
+		outputTokens, requestsTotal, attemptFailures, streamStalls, refusalsTotal, admissionQueued, admissionWait,
+		prefixPromptTokens, prefixCachedTokens, prefixPredictedTokens}
 }
 
 // forgetBackendSeries drops a departed backend's series, so /metrics does not
@@ -86,7 +99,8 @@ func forgetBackendSeries(addr string) {
 	ejectionsTotal.DeletePartialMatch(match)
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{ttftSeconds, interTokenSeconds, e2eSeconds, promptTokens, outputTokens, requestsTotal, attemptFailures, streamStalls} {
+	}{ttftSeconds, interTokenSeconds, e2eSeconds, promptTokens, outputTokens, requestsTotal, attemptFailures, streamStalls,
+		prefixPromptTokens, prefixCachedTokens, prefixPredictedTokens} {
 		v.DeletePartialMatch(match)
 	}
 }

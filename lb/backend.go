@@ -2,6 +2,8 @@ package lb
 
 import (
 	"sync"
+
+	"github.com/cespare/xxhash/v2"
 	"sync/atomic"
 	"time"
 )
@@ -47,6 +49,12 @@ type Backend struct {
 	// speed is the EWMA of generated tokens/s per running sequence; 0 = unknown.
 	speed float64
 	state rotation
+	// prefix is the index of the blocks the gateway believes the backend
+	// has cached; key is the backend's fixed rendezvous-hash key.
+	prefix *prefixSet
+	key    uint64
+	// models are the sorted model ids the backend serves; nil = unknown.
+	models atomic.Pointer[[]string]
 	// created stands in for the time of the last rotation change of a backend
 	// that never changed, so nothing shows a zero time.
 	created time.Time
@@ -54,7 +62,8 @@ type Backend struct {
 
 // NewBackend returns a Backend with no stats.
 func NewBackend(addr string) *Backend {
-	return &Backend{Addr: addr, state: rotation{State: Active}, created: time.Now()}
+	return &Backend{Addr: addr, state: rotation{State: Active}, created: time.Now(),
+		prefix: newPrefixSet(DefaultPrefixConfig().MaxBlocks), key: xxhash.Sum64String(addr)}
 }
 
 // InFlight is the exact number of requests picked for this backend whose response
@@ -81,6 +90,9 @@ func (b *Backend) UpdateStats(s Stats) {
 	b.mu.Unlock()
 	b.lagTokens.Store(0)
 	b.epoch.Add(1)
+	if s.CapacityTokens > 0 {
+		b.prefix.setCapacity(int(s.CapacityTokens / TokensPerBlock))
+	}
 }
 
 // Work is what the balancer knows of a request before sending it.
@@ -88,6 +100,12 @@ type Work struct {
 	Model        string // requested model; "" = unknown
 	PromptTokens int64  // estimate; 0 = unknown
 	MaxTokens    int64  // requested output bound; 0 = unknown
+	// Prefix is the chain of block hashes over the request's prompt (see
+	// traffic.PrefixBlockBytes); nil when unknown.
+	Prefix []uint64
+	// CachedTokens is, once a backend is picked, how many prompt tokens it
+	// is expected to hold already: prefill it need not do.
+	CachedTokens int64
 }
 
 // tokens is the KV footprint charged for lag compensation: the rule of
@@ -98,6 +116,9 @@ func (w Work) tokens() int64 {
 	}
 	return w.PromptTokens + w.MaxTokens
 }
+
+// uncached is the prompt's prefill work on the picked backend.
+func (w Work) uncached() int64 { return max(w.PromptTokens-w.CachedTokens, 0) }
 
 // DefaultRequestTokens is the KV footprint assumed for a request nobody parsed.
 const DefaultRequestTokens = 512
@@ -116,7 +137,7 @@ type Lease struct {
 // Acquire counts a request on b.
 func (b *Backend) Acquire(w Work) *Lease {
 	b.inflight.Add(1)
-	b.prefillPending.Add(w.PromptTokens)
+	b.prefillPending.Add(w.uncached())
 	b.lagTokens.Add(w.tokens())
 	return &Lease{b: b, work: w, epoch: b.epoch.Load()}
 }
@@ -132,7 +153,7 @@ func (l *Lease) FirstByte() { l.releasePrefill() }
 // FirstByte and Done comes first.
 func (l *Lease) releasePrefill() {
 	if l.prefilled.CompareAndSwap(false, true) {
-		l.b.prefillPending.Add(-l.work.PromptTokens)
+		l.b.prefillPending.Add(-l.work.uncached())
 	}
 }
 

@@ -235,6 +235,10 @@ func (p *Pool) Undrain(addr string, now time.Time) Transition {
 func (b *Backend) setState(s State, now time.Time) {
 	b.state.State = s
 	b.state.Since = now
+	if s == Drained {
+		// Whatever it held may be gone by its return (a restart, a reset).
+		b.prefix.reset()
+	}
 }
 
 // Reconcile moves backends through the rotation states at now and returns what

@@ -136,6 +136,7 @@ func (p *Pool) considerEjection(b *Backend, o Outcome, consecutive int, last Out
 	// Slow start from the ejection's end, so the backend's return is gentle
 	// even before Reconcile notices it.
 	b.state.rampStart, b.state.slowStart = e.until, slow
+	b.prefix.reset() // a failing engine may be restarting: its cache with it
 
 	// The ejection settles the failures that caused it: the backend returns
 	// on probation and slow start, not also priced at its old failure rate.

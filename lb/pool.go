@@ -146,25 +146,25 @@ const P2CThreshold = 64
 
 // Pick returns the index of the candidate with the lowest cost for work, or -1
 // when none can take traffic. Backends out of rotation (draining, drained) never
-// get new requests. The others fall in classes, and the cheapest of the first
-// class that has one wins: free, saturated, failing (most of their recent
-// requests failed), then down or ejected, a last resort. Ties are broken at
-// random.
+// get new requests. The others fall in classes, and the first class that has a
+// candidate wins: free, saturated, failing (most of their recent requests
+// failed), then down or ejected, a last resort. Within it, a request with a
+// prefix goes to the rendezvous choice among those within Margin of the
+// cheapest (see choose); others to the cheapest, ties broken at random.
 func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int {
 	median := p.MedianSpeed(now)
+	pc := w.Prefix
+	if pc.Disabled {
+		work.Prefix = nil
+	}
 	if len(cands) >= P2CThreshold {
-		if i := p.pickTwo(cands, work, w, median, now); i >= 0 {
+		if i := p.pickTwo(cands, work, w, pc, median, now); i >= 0 {
 			return i
 		}
 	}
-	const (
-		upFree = iota
-		upSaturated
-		failing
-		down
-		classes
-	)
-	// One pass, one snapshot per candidate; the best of each class is kept.
+	var costs [P2CThreshold]float64
+	var classOf [P2CThreshold]uint8
+	scan := len(cands) <= P2CThreshold
 	var best [classes]struct {
 		i    int
 		cost float64
@@ -176,27 +176,86 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int 
 	for i, b := range cands {
 		sn := b.snapshot(now)
 		if !sn.active {
+			if scan {
+				classOf[i] = classes
+			}
 			continue
 		}
 		s := b.score(&sn, work, w, median, now)
-		class := upFree
-		switch {
-		case sn.down:
-			class = down
-		case sn.failed >= failingFraction:
-			class = failing
-		case s.saturated:
-			class = upSaturated
+		class := classify(&sn, s)
+		if scan {
+			costs[i], classOf[i] = s.cost, uint8(class)
 		}
 		c := &best[class]
 		c.i, c.cost, c.ties = better(c.i, c.cost, c.ties, i, s.cost)
 	}
-	for _, c := range best {
-		if c.i >= 0 {
+	for class, c := range best {
+		if c.i < 0 {
+			continue
+		}
+		if !scan || len(work.Prefix) == 0 {
 			return c.i
 		}
+		return choose(cands, costs[:len(cands)], classOf[:len(cands)], uint8(class), c.cost*(1+pc.Margin), anchor(work.Prefix))
 	}
 	return -1
+}
+
+// Candidate classes, best first.
+const (
+	upFree = iota
+	upSaturated
+	failing
+	down
+	classes
+)
+
+func classify(sn *snapshot, s score) int {
+	switch {
+	case sn.down:
+		return down
+	case sn.failed >= failingFraction:
+		return failing
+	case s.saturated:
+		return upSaturated
+	}
+	return upFree
+}
+
+// anchorBlocks is how many leading blocks name a prefix for the rendezvous
+// hash: 512 bytes, about a system prompt's first 128 tokens.
+const anchorBlocks = 8
+
+// anchor is the hash that names the request's prefix for rendezvous.
+func anchor(chain []uint64) uint64 {
+	return chain[min(len(chain), anchorBlocks)-1]
+}
+
+// choose is the rendezvous (highest random weight) choice among the
+// candidates of class whose cost is at most limit: every gateway in front of
+// the same fleet, seeing about the same costs, sends a new prefix to the same
+// backend without talking to the others, and a prefix's home stays its home
+// while it is not much dearer than the cheapest.
+func choose(cands []*Backend, costs []float64, classOf []uint8, class uint8, limit float64, key uint64) int {
+	pick, top := -1, uint64(0)
+	for i, b := range cands {
+		if classOf[i] != class || costs[i] > limit {
+			continue
+		}
+		if w := rendezvous(key, b.key); pick < 0 || w > top {
+			pick, top = i, w
+		}
+	}
+	return pick
+}
+
+// rendezvous is the weight of backend key for prefix key: splitmix64 of
+// their combination, uniform and independent per backend.
+func rendezvous(prefix, backend uint64) uint64 {
+	z := prefix ^ (backend * 0x9e3779b97f4a7c15)
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
 }
 
 // failingFraction is the recent failure share from which a backend is only a
@@ -223,35 +282,52 @@ func better(best int, bestCost float64, ties int, i int, cost float64) (int, flo
 }
 
 // pickTwo is the power of two choices: sample two eligible, unsaturated backends
-// and keep the cheaper. It gives up (-1) after a few draws so that a mostly
-// unavailable pool falls back to the full scan.
-func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, median float64, now time.Time) int {
-	var picked [2]int
-	var costs [2]float64
-	n := 0
-	for try := 0; try < 8 && n < 2; try++ {
-		i := rand.IntN(len(cands))
-		if n == 1 && i == picked[0] {
-			continue
-		}
+// and keep the cheaper. A request with a prefix also weighs its rendezvous
+// home, where the prefix is most likely cached, so sampling cannot miss it.
+// It gives up (-1) after a few draws so that a mostly unavailable pool falls
+// back to the full scan.
+func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, pc PrefixConfig, median float64, now time.Time) int {
+	best, bestCost := -1, 0.0
+	consider := func(i int) bool {
 		sn := cands[i].snapshot(now)
 		if !sn.active || sn.down || sn.failed >= failingFraction {
-			continue
+			return false
 		}
 		s := cands[i].score(&sn, work, w, median, now)
 		if s.saturated {
-			continue
+			return false
 		}
-		picked[n], costs[n] = i, s.cost
-		n++
+		if best < 0 || s.cost < bestCost || (s.cost == bestCost && rand.IntN(2) == 0) {
+			best, bestCost = i, s.cost
+		}
+		return true
 	}
-	switch {
-	case n == 2 && costs[1] < costs[0]:
-		return picked[1]
-	case n == 2 && costs[1] == costs[0] && rand.IntN(2) == 0:
-		return picked[1]
-	case n == 2:
-		return picked[0]
+	if len(work.Prefix) > 0 {
+		key, home, top := anchor(work.Prefix), -1, uint64(0)
+		for i, b := range cands {
+			if wt := rendezvous(key, b.key); home < 0 || wt > top {
+				home, top = i, wt
+			}
+		}
+		consider(home)
 	}
-	return -1
+	n := 0
+	for try := 0; try < 8 && n < 2; try++ {
+		if consider(rand.IntN(len(cands))) {
+			n++
+		}
+	}
+	if n < 2 {
+		return -1
+	}
+	return best
+}
+
+// Sent records that work went to b: b will hold its prompt's blocks.
+func (p *Pool) Sent(b *Backend, work Work, w *Weights) {
+	if w.Prefix.Disabled || len(work.Prefix) == 0 {
+		return
+	}
+	b.prefix.setMax(w.Prefix.MaxBlocks)
+	b.prefix.add(work.Prefix)
 }

@@ -29,6 +29,8 @@ type Weights struct {
 	SaturatedWaiting float64 `json:"saturated_waiting,omitempty"`
 	// StaleAfter is how old stats may be and still count.
 	StaleAfter time.Duration `json:"stale_after,omitempty"`
+	// Prefix tunes prefix affinity.
+	Prefix PrefixConfig `json:"prefix,omitzero"`
 }
 
 // DefaultWeights are the weights the routing benchmark was run with.
@@ -44,6 +46,7 @@ func DefaultWeights() Weights {
 		SaturatedKV:      0.95,
 		SaturatedWaiting: 16,
 		StaleAfter:       3 * time.Second,
+		Prefix:           DefaultPrefixConfig(),
 	}
 }
 
@@ -67,6 +70,7 @@ func (w Weights) WithDefaults() Weights {
 	if w.StaleAfter <= 0 {
 		w.StaleAfter = d.StaleAfter
 	}
+	w.Prefix = w.Prefix.WithDefaults()
 	return w
 }
 
@@ -92,9 +96,27 @@ func (b *Backend) load(w *Weights) float64 {
 	return float64(b.inflight.Load()) + float64(b.prefillPending.Load())/w.PromptUnit
 }
 
-// requestWeight is what one more request adds to a backend's load.
-func requestWeight(work Work, w *Weights) float64 {
-	return 1 + float64(work.PromptTokens)/w.PromptUnit
+// requestWeight is what one more request adds to a backend's load: one
+// sequence, and the prefill of the prompt tokens the backend does not hold.
+func requestWeight(work Work, cached int64, w *Weights) float64 {
+	return 1 + float64(max(work.PromptTokens-cached, 0))/w.PromptUnit
+}
+
+// cachedTokens estimates the prompt tokens a backend holds when it holds
+// matched of the prompt's blocks: the same share of the token estimate.
+func cachedTokens(work Work, matched int) int64 {
+	if matched <= 0 || len(work.Prefix) == 0 {
+		return 0
+	}
+	return min(work.PromptTokens, work.PromptTokens*int64(matched)/int64(len(work.Prefix)))
+}
+
+// CachedTokens is how many of work's prompt tokens b is believed to hold.
+func (b *Backend) CachedTokens(work Work) int64 {
+	if len(work.Prefix) == 0 {
+		return 0
+	}
+	return cachedTokens(work, b.prefix.match(work.Prefix))
 }
 
 // estimatedKV is the scraped KV usage plus the lag-compensated tokens sent since.
@@ -164,7 +186,7 @@ func (b *Backend) snapshot(now time.Time) snapshot {
 // StaleAfter are not used: a backend we know nothing fresh about is scored on its
 // load alone.
 func (b *Backend) score(sn *snapshot, work Work, w *Weights, medianSpeed float64, now time.Time) score {
-	cost := b.load(w) + requestWeight(work, w)
+	cost := b.load(w) + requestWeight(work, b.CachedTokens(work), w)
 	var saturated bool
 	if st := &sn.stats; !st.At.IsZero() && now.Sub(st.At) <= w.StaleAfter {
 		if st.HasKV {

@@ -24,7 +24,9 @@ type StreamEvent struct {
 	FinishReason string
 	// PromptTokens and CompletionTokens come from a `usage` object; -1 when the
 	// event carries none (content chunks say "usage":null, or nothing).
-	PromptTokens, CompletionTokens int
+	// CachedTokens is usage.prompt_tokens_details.cached_tokens, -1 when
+	// absent (vLLM sends it only with --enable-prompt-tokens-details).
+	PromptTokens, CompletionTokens, CachedTokens int
 }
 
 var doneData = []byte("[DONE]")
@@ -33,7 +35,7 @@ var doneData = []byte("[DONE]")
 // joined). gjson reads it through a string that aliases data, so nothing is
 // copied or allocated.
 func ParseStreamEvent(data []byte) StreamEvent {
-	ev := StreamEvent{PromptTokens: -1, CompletionTokens: -1}
+	ev := StreamEvent{PromptTokens: -1, CompletionTokens: -1, CachedTokens: -1}
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
 		return ev
@@ -54,7 +56,7 @@ func ParseStreamEvent(data []byte) StreamEvent {
 		ev.Error, ev.ErrorMessage = true, errorMessage(gjson.Parse(s))
 	}
 	if u := gjson.Get(s, "usage"); u.IsObject() {
-		readUsage(u, &ev.PromptTokens, &ev.CompletionTokens)
+		readUsage(u, &ev.PromptTokens, &ev.CompletionTokens, &ev.CachedTokens)
 	}
 	return ev
 }
@@ -78,9 +80,12 @@ func errorMessage(e gjson.Result) string {
 	return e.Get("message").Str
 }
 
-func readUsage(u gjson.Result, prompt, completion *int) {
+func readUsage(u gjson.Result, prompt, completion, cached *int) {
 	if p := u.Get("prompt_tokens"); p.Type == gjson.Number {
 		*prompt = int(p.Int())
+	}
+	if c := u.Get("prompt_tokens_details.cached_tokens"); c.Type == gjson.Number {
+		*cached = int(c.Int())
 	}
 	if c := u.Get("completion_tokens"); c.Type == gjson.Number {
 		*completion = int(c.Int())

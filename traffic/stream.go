@@ -39,6 +39,7 @@ type Observer struct {
 	maxGap         time.Duration
 	stalls         int
 	prompt, output int // from usage; -1 until seen
+	cached         int // usage.prompt_tokens_details.cached_tokens; -1 until seen
 	finish         string
 	errMsg         string
 	errEvent       bool
@@ -72,7 +73,7 @@ const (
 // gateway at start, keeping its buffers.
 func (o *Observer) Reset(start time.Time) {
 	*o = Observer{StallAfter: o.StallAfter, OnGap: o.OnGap, start: start,
-		prompt: -1, output: -1,
+		prompt: -1, output: -1, cached: -1,
 		line: o.line[:0], data: o.data[:0], body: o.body[:0], tail: o.tail[:0]}
 }
 
@@ -196,6 +197,9 @@ func (o *Observer) event(ev StreamEvent, now time.Time) {
 	if ev.CompletionTokens >= 0 {
 		o.output = ev.CompletionTokens
 	}
+	if ev.CachedTokens >= 0 {
+		o.cached = ev.CachedTokens
+	}
 }
 
 func (o *Observer) content(now time.Time) {
@@ -258,6 +262,9 @@ type Result struct {
 	// counted (UsageReported tells which).
 	PromptTokens, OutputTokens int
 	UsageReported              bool
+	// CachedTokens is usage.prompt_tokens_details.cached_tokens: prompt
+	// tokens the backend found in its prefix cache; -1 when not reported.
+	CachedTokens int
 	FinishReason               string
 	// StreamError is a mid-stream error event's message; ErrorEvent says
 	// there was one even when its message was empty.
@@ -287,7 +294,7 @@ func (o *Observer) Finish(now time.Time) Result {
 		Status: o.status, Stream: o.sse,
 		Duration:      now.Sub(o.start),
 		ContentEvents: o.events, MaxGap: o.maxGap, Stalls: o.stalls,
-		PromptTokens: o.prompt, OutputTokens: o.output, UsageReported: o.output >= 0,
+		PromptTokens: o.prompt, OutputTokens: o.output, UsageReported: o.output >= 0, CachedTokens: o.cached,
 		FinishReason: o.finish, StreamError: o.errMsg, ErrorEvent: o.errEvent,
 		Complete: o.done, Bytes: o.bytes,
 	}
@@ -322,7 +329,7 @@ func (o *Observer) readJSON() {
 	o.done = true
 	s := unsafe.String(unsafe.SliceData(o.body), len(o.body))
 	if u := gjson.Get(s, "usage"); u.IsObject() {
-		readUsage(u, &o.prompt, &o.output)
+		readUsage(u, &o.prompt, &o.output, &o.cached)
 	}
 	if f := gjson.Get(s, "choices.0.finish_reason"); f.Type == gjson.String {
 		o.finish = strings.Clone(f.Str)
@@ -345,7 +352,7 @@ func (o *Observer) usageFromTail() {
 	}
 	u := gjson.ParseBytes(rest[1:])
 	if u.IsObject() {
-		readUsage(u, &o.prompt, &o.output)
+		readUsage(u, &o.prompt, &o.output, &o.cached)
 		o.done = bytes.HasSuffix(bytes.TrimSpace(o.tail), []byte{'}'})
 	}
 }
