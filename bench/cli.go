@@ -49,6 +49,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Var(&cfg.PromptTokens, "prompt-tokens", "prompt length: fixed:N, uniform:A-B or lognormal:median,sigma[,max]")
 	fs.Var(&cfg.MaxTokens, "max-tokens", "max_tokens: fixed:N, uniform:A-B or lognormal:median,sigma[,max]")
 	fs.StringVar(&cfg.PromptFile, "prompts", "", `replay prompts from JSONL ({"prompt":...} or {"messages":[...]}, optional "max_tokens")`)
+	fs.IntVar(&cfg.Reuse.Prefixes, "prefixes", 0, "shared system prompts: every request starts with one of N (0: none)")
+	fs.IntVar(&cfg.Reuse.PrefixTokens, "prefix-tokens", 2000, "tokens in each shared system prompt")
+	fs.Var(&cfg.Reuse.Popularity, "prefix-popularity", "how requests pick a shared prompt: uniform or zipf:S (1/rank^S)")
+	fs.IntVar(&cfg.Reuse.Sessions, "sessions", 0, "multi-turn chat: conversations open at once, each turn resending the history (0: none)")
+	fs.IntVar(&cfg.Reuse.Turns, "turns", 4, "turns per conversation with --sessions")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed: the same seed sends the same workload")
 	fs.StringVar(&cfg.BackendHeader, "backend-header", cfg.BackendHeader, "response header naming the serving backend (empty: off)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "skip TLS certificate verification")
@@ -76,6 +81,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if !cfg.OpenLoop() {
 		cfg.MaxInFlight = 0
+	}
+	if cfg.Reuse.Prefixes == 0 { // defaults that apply to nothing stay out of the report
+		cfg.Reuse.PrefixTokens, cfg.Reuse.Popularity = 0, Popularity{}
+	}
+	if cfg.Reuse.Sessions == 0 {
+		cfg.Reuse.Turns = 0
 	}
 
 	var pp *progressPrinter

@@ -34,10 +34,16 @@ type outcome struct {
 	gaps         []time.Duration // aliases the worker's streamObs
 	outTokens    int
 	promptTokens int // -1 when the server did not say
-	status       int
-	errKey       string // "" for success
-	errMsg       string
-	backend      string
+	// cachedTokens is usage.prompt_tokens_details.cached_tokens, -1 when
+	// the server did not say.
+	cachedTokens int
+	// answer is the answer's text when the caller asked for it (capture),
+	// aliasing the worker's streamObs.
+	answer  []byte
+	status  int
+	errKey  string // "" for success
+	errMsg  string
+	backend string
 	// backOff is how long a polite client waits before its next request
 	// after a 429 or 503: the Retry-After the server gave, else a little.
 	backOff time.Duration
@@ -111,14 +117,14 @@ func (c *client) close() { c.tr.CloseIdleConnections() }
 
 // do sends one request and fills o. runCtx ends with the run; obs is the
 // caller's reusable stream state, which o.gaps aliases until the next call.
-func (c *client) do(runCtx context.Context, body []byte, o *outcome, obs *streamObs) {
+func (c *client) do(runCtx context.Context, body []byte, o *outcome, obs *streamObs, capture bool) {
 	ctx := runCtx
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(runCtx, c.timeout)
 		defer cancel()
 	}
-	o.ttft, o.promptTokens = -1, -1
+	o.ttft, o.promptTokens, o.cachedTokens = -1, -1, -1
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		o.end, o.errKey, o.errMsg = time.Now(), ErrConnect, err.Error()
@@ -128,6 +134,7 @@ func (c *client) do(runCtx context.Context, body []byte, o *outcome, obs *stream
 
 	o.start = time.Now()
 	obs.reset(o.start)
+	obs.capture = capture
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		o.end = time.Now()
@@ -153,7 +160,7 @@ func (c *client) do(runCtx context.Context, body []byte, o *outcome, obs *stream
 	if c.stream {
 		c.readStream(runCtx, ctx, resp.Body, o, obs)
 	} else {
-		c.readWhole(runCtx, ctx, resp.Body, o)
+		c.readWhole(runCtx, ctx, resp.Body, o, capture)
 	}
 }
 
@@ -170,6 +177,10 @@ func (c *client) readStream(runCtx, ctx context.Context, body io.Reader, o *outc
 	o.gaps = obs.gaps
 	o.outTokens = res.OutputTokens
 	o.promptTokens = res.PromptTokens
+	if n, ok := cachedTokens(obs.tail.bytes()); ok {
+		o.cachedTokens = n
+	}
+	o.answer = obs.text
 	switch {
 	case res.ErrorEvent:
 		o.errKey, o.errMsg = ErrMidStreamError, truncate(res.StreamError, maxErrSample)
@@ -202,7 +213,7 @@ func backOff(retryAfter string) time.Duration {
 // is far smaller.
 const maxWholeBody = 64 << 20
 
-func (c *client) readWhole(runCtx, ctx context.Context, body io.Reader, o *outcome) {
+func (c *client) readWhole(runCtx, ctx context.Context, body io.Reader, o *outcome, capture bool) {
 	b, err := io.ReadAll(io.LimitReader(body, maxWholeBody))
 	o.end = time.Now()
 	if err != nil {
@@ -213,6 +224,12 @@ func (c *client) readWhole(runCtx, ctx context.Context, body io.Reader, o *outco
 	o.outTokens = int(u.Get("completion_tokens").Int())
 	if p := u.Get("prompt_tokens"); p.Exists() {
 		o.promptTokens = int(p.Int())
+	}
+	if n := u.Get("prompt_tokens_details.cached_tokens"); n.Type == gjson.Number {
+		o.cachedTokens = int(n.Int())
+	}
+	if capture {
+		o.answer = []byte(gjson.GetBytes(b, "choices.0.message.content").Str)
 	}
 }
 

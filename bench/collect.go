@@ -29,6 +29,7 @@ type collector struct {
 	requests, ok, failed, incomplete int64
 	outTokens, promptTokens          int64
 	promptReported                   int64 // successes whose server reported prompt_tokens
+	cachedTokens, cachedReported     int64 // usage.prompt_tokens_details.cached_tokens, where reported
 
 	errors     map[string]int64
 	errSamples map[string]string
@@ -102,6 +103,10 @@ func (c *collector) record(o *outcome) {
 	if o.promptTokens >= 0 {
 		c.promptTokens += int64(o.promptTokens)
 		c.promptReported++
+	}
+	if o.cachedTokens >= 0 {
+		c.cachedTokens += int64(o.cachedTokens)
+		c.cachedReported++
 	}
 	if o.end.After(c.lastEnd) {
 		c.lastEnd = o.end

@@ -74,6 +74,8 @@ var compareMetrics = func() []metric {
 			format: func(_ *Result, v float64) string { return fmt.Sprintf("%.2f", v) }},
 		{name: "output tok/s", dir: lowerWorse, value: always(func(r *Result) float64 { return r.OutputTokensPerSec }),
 			format: func(_ *Result, v float64) string { return fmt.Sprintf("%.1f", v) }},
+		{name: "cached share", dir: info, value: func(r *Result) (float64, bool) { return r.CachedShare() },
+			format: func(_ *Result, v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }},
 		{name: "errors", dir: errorsWorse, value: always(func(r *Result) float64 { return r.ErrorRate() }),
 			format: func(r *Result, v float64) string { return fmt.Sprintf("%d (%.2f%%)", r.Failed, 100*v) }},
 		{name: "requests", dir: info, value: always(func(r *Result) float64 { return float64(r.Requests) }),

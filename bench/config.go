@@ -80,6 +80,9 @@ type Config struct {
 	// PromptFile. A line's own max_tokens wins over MaxTokens.
 	PromptFile string   `json:"prompt_file,omitempty"`
 	Prompts    []Prompt `json:"-"`
+	// Reuse adds shared system prompts and multi-turn sessions, what a
+	// prefix cache feeds on (see Reuse); zero repeats nothing.
+	Reuse Reuse `json:"reuse,omitzero"`
 	// Seed makes the workload repeat: request k's prompt and max_tokens,
 	// and the open loop's arrival times, depend only on Seed and k.
 	Seed uint64 `json:"seed"`
@@ -199,6 +202,9 @@ func (c *Config) validate() error {
 		}
 	}
 	if err := c.MaxTokens.validate("max_tokens"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Reuse.validate(c); err != nil {
 		errs = append(errs, err)
 	}
 	if c.MaxSamples < 0 {

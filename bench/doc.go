@@ -15,6 +15,12 @@
 // words, one token each for the sim's tokenizer and about one for real
 // ones. Or prompts are replayed from a JSONL file, line k mod n.
 //
+// Config.Reuse adds what a prefix cache feeds on: N shared system prompts
+// of T tokens each, picked with uniform or Zipf popularity, in front of
+// every request's own message; and multi-turn sessions, where each turn
+// resends the conversation so far (the server's own answers included) plus
+// a new user message. See Reuse.
+//
 // A closed loop (Concurrency) keeps N requests in flight: each worker sends
 // its next request when the previous ends, so the target's speed sets the
 // rate. An open loop (Rate) sends Poisson arrivals at a fixed mean rate
@@ -45,7 +51,10 @@
 // consecutive output events (inter-token latency, per event: an event that
 // carries several tokens is one gap); E2E, to the end of the body; output
 // tokens, from usage when the server sends it, else the count of output
-// events; and the backend header. A request fails as "connect" (no
+// events; usage.prompt_tokens_details.cached_tokens where the server
+// reports it (vLLM with --enable-prompt-tokens-details, which leaves it out
+// when nothing was cached), summed into the report's cached share of
+// prompt tokens; and the backend header. A request fails as "connect" (no
 // response), "http_<status>", "timeout", "stream_cut" (the stream ended or
 // broke before data: [DONE]), "mid_stream_error" (an event
 // data: {"error":...}) or, in the open loop, "dropped". Latency statistics

@@ -33,6 +33,12 @@ func (r *Result) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, ", prompt %.1f", r.MeanPromptTokens)
 	}
 	fmt.Fprintln(w, ")")
+	if share, ok := r.CachedShare(); ok {
+		fmt.Fprintf(w, "cache      %.1f%% of prompt tokens cached (%d of %d; %d responses said)\n",
+			100*share, r.CachedTokens, r.PromptTokens, r.CachedReported)
+	} else if !r.Config.Reuse.IsZero() {
+		fmt.Fprintln(w, "cache      no response reported cached tokens (usage.prompt_tokens_details)")
+	}
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -113,6 +119,9 @@ func describeWorkload(c *Config) string {
 	s := fmt.Sprintf("%s, max_tokens %s", prompt, c.MaxTokens)
 	if c.IgnoreEOS {
 		s += ", ignore_eos"
+	}
+	if r := c.Reuse.String(); r != "" {
+		s += ", " + r
 	}
 	return s
 }

@@ -36,6 +36,13 @@ type Result struct {
 	OutputTokens     int64   `json:"output_tokens"`
 	MeanOutputTokens float64 `json:"mean_output_tokens"`
 	MeanPromptTokens float64 `json:"mean_prompt_tokens,omitempty"`
+	// PromptTokens sums usage.prompt_tokens over the measured successes
+	// that reported it; CachedTokens sums usage.prompt_tokens_details.
+	// cached_tokens over the CachedReported ones that reported that (vLLM:
+	// with --enable-prompt-tokens-details, and only when non-zero).
+	PromptTokens   int64 `json:"prompt_tokens,omitempty"`
+	CachedTokens   int64 `json:"cached_tokens,omitempty"`
+	CachedReported int64 `json:"cached_reported,omitempty"`
 
 	// Latencies of the measured successes. TTFT is from sending the request
 	// to the first event that carries output; ITL is the gap between
@@ -81,6 +88,17 @@ type Generator struct {
 	GOMAXPROCS     int           `json:"gomaxprocs"`
 }
 
+// CachedShare is the share of prompt tokens the target found in its prefix
+// cache: CachedTokens / PromptTokens. ok is false when no response
+// reported cached tokens (the server does not send them, or nothing was
+// ever cached: vLLM then leaves the field out).
+func (r *Result) CachedShare() (share float64, ok bool) {
+	if r.CachedReported == 0 || r.PromptTokens == 0 {
+		return 0, false
+	}
+	return float64(r.CachedTokens) / float64(r.PromptTokens), true
+}
+
 // ErrorRate is the fraction of measured requests that failed.
 func (r *Result) ErrorRate() float64 {
 	if r.Requests == 0 {
@@ -112,20 +130,23 @@ func (r *runner) result(end time.Time, cpu cpuUsage) *Result {
 	cfg := *r.cfg
 	cfg.Prompts, cfg.Progress = nil, nil
 	res := &Result{
-		Config:       cfg,
-		Start:        r.t0,
-		Requests:     c.requests + c.incomplete,
-		Succeeded:    c.ok,
-		Failed:       c.failed,
-		Incomplete:   c.incomplete,
-		OutputTokens: c.outTokens,
-		TTFT:         c.ttft.summary(),
-		ITL:          c.itl.summary(),
-		E2E:          c.e2e.summary(),
-		Errors:       maps.Clone(c.errors),
-		ErrorKinds:   map[string]int64{},
-		ErrorSamples: maps.Clone(c.errSamples),
-		Backends:     map[string]BackendCount{},
+		Config:         cfg,
+		Start:          r.t0,
+		Requests:       c.requests + c.incomplete,
+		Succeeded:      c.ok,
+		Failed:         c.failed,
+		Incomplete:     c.incomplete,
+		OutputTokens:   c.outTokens,
+		PromptTokens:   c.promptTokens,
+		CachedTokens:   c.cachedTokens,
+		CachedReported: c.cachedReported,
+		TTFT:           c.ttft.summary(),
+		ITL:            c.itl.summary(),
+		E2E:            c.e2e.summary(),
+		Errors:         maps.Clone(c.errors),
+		ErrorKinds:     map[string]int64{},
+		ErrorSamples:   maps.Clone(c.errSamples),
+		Backends:       map[string]BackendCount{},
 	}
 	for k, n := range c.errors {
 		res.ErrorKinds[errorKind(k)] += n

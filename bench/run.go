@@ -294,9 +294,19 @@ func (r *runner) arrivals() {
 // how long to wait before the next one (zero unless the target refused with
 // 429 or 503). The outcome's gaps alias obs.
 func (r *runner) send(counted bool, obs *streamObs) outcome {
-	body, _ := r.wl.body(r.next.Add(1) - 1)
+	k := r.next.Add(1) - 1
+	var body []byte
+	var conv *conversation
+	if r.wl.sessions != nil {
+		conv, body = r.wl.sessions.next(r.wl)
+	} else {
+		body, _ = r.wl.body(k)
+	}
 	o := outcome{counted: counted}
-	r.cl.do(r.runCtx, body, &o, obs)
+	r.cl.do(r.runCtx, body, &o, obs, conv != nil)
+	if conv != nil {
+		r.wl.sessions.done(conv, o.answer, o.errKey == "" && !o.incomplete)
+	}
 	r.inflight.Add(-1)
 	r.col.record(&o)
 	return o

@@ -48,6 +48,10 @@ type workload struct {
 	// replay holds each replayed prompt's "messages" or "prompt" value.
 	replay    [][]byte
 	replayMax []int
+	// prefixes are the shared system prompts and sessions the
+	// conversations of a Reuse workload; nil without.
+	prefixes *prefixSet
+	sessions *sessionPool
 }
 
 func newWorkload(cfg *Config) *workload {
@@ -77,6 +81,12 @@ func newWorkload(cfg *Config) *workload {
 		}
 		w.replayMax = append(w.replayMax, p.MaxTokens)
 	}
+	if cfg.Reuse.Prefixes > 0 {
+		w.prefixes = newPrefixSet(&cfg.Reuse, cfg.Seed)
+	}
+	if cfg.Reuse.Sessions > 0 {
+		w.sessions = newSessionPool(cfg, w.prefixes)
+	}
 	return w
 }
 
@@ -102,13 +112,24 @@ func (w *workload) body(k uint64) (body []byte, maxTokens int) {
 	if maxTokens <= 0 {
 		maxTokens = w.cfg.MaxTokens.Sample(rng)
 	}
+	var shared []byte // a shared system prompt's text
+	if w.prefixes != nil {
+		shared = w.prefixes.texts[w.prefixes.pick(rng)]
+		size += len(shared) + 40
+	}
 
 	b := make([]byte, 0, size)
 	b = append(b, w.head...)
 	if w.chat {
 		b = append(b, `"messages":`...)
 		if prompt == nil {
-			b = append(b, `[{"role":"user","content":"`...)
+			b = append(b, '[')
+			if shared != nil {
+				b = append(b, `{"role":"system","content":"`...)
+				b = append(b, shared...)
+				b = append(b, `"},`...)
+			}
+			b = append(b, `{"role":"user","content":"`...)
 			b = appendWords(b, rng, words)
 			b = append(b, `"}]`...)
 		}
@@ -116,6 +137,10 @@ func (w *workload) body(k uint64) (body []byte, maxTokens int) {
 		b = append(b, `"prompt":`...)
 		if prompt == nil {
 			b = append(b, '"')
+			if shared != nil {
+				b = append(b, shared...)
+				b = append(b, ' ')
+			}
 			b = appendWords(b, rng, words)
 			b = append(b, '"')
 		}
