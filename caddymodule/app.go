@@ -17,6 +17,7 @@ import (
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
 	"github.com/llmgate/llmgate/limiter"
+	"github.com/llmgate/llmgate/patterns"
 	"github.com/llmgate/llmgate/traffic"
 )
 
@@ -262,14 +263,14 @@ type fleet struct {
 	monitor   *diag.Monitor
 	pool      *lb.Pool
 	estimator *traffic.Estimator
-	patterns  *traffic.Patterns
+	patterns  *patterns.Patterns
 	ttft      *diag.TTFTTracker                    // the gateway's TTFT per backend, for the outlier rule
 	capacity  atomic.Pointer[CapacityConfig]       // the newest config's
 	ttftRule  atomic.Pointer[diag.TTFTOutlierRule] // the newest config's, for the report
 	startedAt time.Time                            // The patterns report costs milliseconds; health checks, admin calls and
 	// Prometheus share one per second.
 	patternsMu     sync.Mutex
-	patternsReport traffic.PatternReport
+	patternsReport patterns.Report
 	patternsAt     time.Time
 	logger         atomic.Pointer[zap.Logger] // the newest config's
 	cancel         context.CancelFunc
@@ -286,7 +287,7 @@ func acquireFleet() (*fleet, error) {
 			monitor:   diag.NewMonitor(diag.MonitorConfig{}),
 			pool:      lb.NewPool(),
 			estimator: traffic.NewEstimator(traffic.EstimatorConfig{}),
-			patterns:  traffic.NewPatterns(traffic.PatternConfig{}),
+			patterns:  patterns.New(patterns.Config{}),
 			ttft:      diag.NewTTFTTracker(),
 			startedAt: time.Now(),
 		}

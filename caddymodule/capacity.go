@@ -9,8 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/patterns"
 	"github.com/llmgate/llmgate/report"
-	"github.com/llmgate/llmgate/traffic"
 )
 
 // CapacityConfig asks llm_health for a capacity plan from live traffic: the
@@ -28,15 +28,15 @@ const capacityWindow = "15m"
 
 // planCapacity sizes each model's fleet from the pattern windows and the
 // backends in rotation that serve it.
-func planCapacity(f *fleet, cfg *CapacityConfig, patterns traffic.PatternReport, now time.Time) []report.LivePlan {
+func planCapacity(f *fleet, cfg *CapacityConfig, observed patterns.Report, now time.Time) []report.LivePlan {
 	// The window covers at most the time the gateway has been observing.
 	span := min(15*time.Minute, now.Sub(f.startedAt))
 	if span < time.Minute {
 		return nil
 	}
 	var out []report.LivePlan
-	for _, m := range patterns.Models {
-		var w *traffic.WindowStats
+	for _, m := range observed.Models {
+		var w *patterns.WindowStats
 		for i := range m.Windows {
 			if m.Windows[i].Window == capacityWindow {
 				w = &m.Windows[i]

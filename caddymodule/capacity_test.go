@@ -9,7 +9,7 @@ import (
 
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
-	"github.com/llmgate/llmgate/traffic"
+	"github.com/llmgate/llmgate/patterns"
 )
 
 func TestLiveCapacityPlan(t *testing.T) {
@@ -19,9 +19,9 @@ func TestLiveCapacityPlan(t *testing.T) {
 	f.pool.Backend("10.0.0.2:8000")
 	f.pool.Backend("10.0.0.3:8000")
 	f.pool.Drain("10.0.0.3:8000", now) // out of rotation: not an instance serving now
-	patterns := traffic.PatternReport{Models: []traffic.ModelPatterns{{Model: "m", Windows: []traffic.WindowStats{
+	patterns := patterns.Report{Models: []patterns.Model{{Model: "m", Windows: []patterns.WindowStats{
 		{Window: "1m", Requests: 70},
-		{Window: "15m", Requests: 900, TTFTSeconds: traffic.Percentiles{P99: 1.5}},
+		{Window: "15m", Requests: 900, TTFTSeconds: patterns.Percentiles{P99: 1.5}},
 	}}}}
 	cfg := &CapacityConfig{SLOTTFTP99: caddy.Duration(2 * time.Second), TargetQPS: 10, Headroom: 0.2}
 	plans := planCapacity(f, cfg, patterns, now)

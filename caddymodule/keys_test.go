@@ -19,7 +19,7 @@ import (
 
 	"github.com/llmgate/llmgate/internal/testutil"
 	"github.com/llmgate/llmgate/limiter"
-	"github.com/llmgate/llmgate/traffic"
+	"github.com/llmgate/llmgate/patterns"
 )
 
 // TestKeySecrets is the issue's check for secrets, through a real gateway: a
@@ -120,10 +120,10 @@ http://%s {
 		b, _ := os.ReadFile(logPath)
 		return strings.Contains(string(b), `"llm_key":"`+want+`"`), string(b)
 	})
-	var rep traffic.PatternReport
+	var rep patterns.Report
 	testutil.Eventually(t, "the gold key among the heavy keys", func() (bool, string) {
 		body := get(t, "http://"+admin+"/llm/patterns")
-		rep = traffic.PatternReport{}
+		rep = patterns.Report{}
 		json.Unmarshal([]byte(body), &rep)
 		for _, k := range rep.HeavyKeys {
 			if k.Key == want {

@@ -21,8 +21,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/llmgate/llmgate/internal/testutil"
+	"github.com/llmgate/llmgate/patterns"
 	"github.com/llmgate/llmgate/sim"
-	"github.com/llmgate/llmgate/traffic"
 )
 
 // observedGateway runs the gateway with the llm handler, a JSON access log and
@@ -402,7 +402,7 @@ func TestPatternsThroughGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var rep traffic.PatternReport
+	var rep patterns.Report
 	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ func TestPatternsThroughGateway(t *testing.T) {
 	}
 	defer health.Body.Close()
 	var fr struct {
-		Patterns *traffic.PatternReport `json:"patterns"`
+		Patterns *patterns.Report `json:"patterns"`
 	}
 	if err := json.NewDecoder(health.Body).Decode(&fr); err != nil || fr.Patterns == nil || len(fr.Patterns.HeavyKeys) != 2 {
 		t.Fatalf("health report patterns: %+v %v", fr.Patterns, err)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/llmgate/llmgate/patterns"
 	"github.com/llmgate/llmgate/traffic"
 )
 
@@ -12,7 +13,7 @@ import (
 const patternsReportMaxAge = time.Second
 
 // patternReport returns the request-pattern report, at most a second old.
-func (f *fleet) patternReport(now time.Time) traffic.PatternReport {
+func (f *fleet) patternReport(now time.Time) patterns.Report {
 	f.patternsMu.Lock()
 	defer f.patternsMu.Unlock()
 	if f.patternsAt.IsZero() || now.Sub(f.patternsAt) >= patternsReportMaxAge || now.Before(f.patternsAt) {
@@ -23,7 +24,7 @@ func (f *fleet) patternReport(now time.Time) traffic.PatternReport {
 
 // observePattern feeds one finished request to the pattern windows.
 func (f *fleet) observePattern(c *call, res traffic.Result, prompt, output int, now time.Time) {
-	s := traffic.PatternSample{Time: now, Model: c.req.Model, Key: c.key, PromptTokens: prompt,
+	s := patterns.Sample{Time: now, Model: c.req.Model, Key: c.key, PromptTokens: prompt,
 		MaxTokens: c.req.MaxTokens, OutputTokens: output, TTFT: res.TTFT}
 	f.patterns.Observe(s)
 }

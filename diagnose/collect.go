@@ -20,8 +20,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/llmgate/llmgate/diag"
+	"github.com/llmgate/llmgate/patterns"
 	"github.com/llmgate/llmgate/report"
-	"github.com/llmgate/llmgate/traffic"
 )
 
 // Options says where Collect looks. At least one of Admin, Health and Local
@@ -123,7 +123,7 @@ func (c *collector) metricsURL() string {
 // fleet reads the fleet report from the admin API, falling back to the health
 // endpoint, and the patterns from the report or, for a gateway whose report
 // lacks them, from the admin API.
-func (c *collector) fleet(ctx context.Context) (*report.FleetReport, *traffic.PatternReport, []Source) {
+func (c *collector) fleet(ctx context.Context) (*report.FleetReport, *patterns.Report, []Source) {
 	var sources []Source
 	var fleet *report.FleetReport
 	adminUp := false
@@ -153,21 +153,21 @@ func (c *collector) fleet(ctx context.Context) (*report.FleetReport, *traffic.Pa
 	if fleet == nil {
 		return nil, nil, sources
 	}
-	patterns := fleet.Patterns
+	pats := fleet.Patterns
 	fleet.Patterns = nil
-	if patterns == nil && adminUp {
+	if pats == nil && adminUp {
 		body, src := c.get(ctx, SourcePatterns, adminBase(c.opts.Admin)+"/llm/patterns", acceptJSON, maxReportBytes, http.StatusOK)
 		if src.Error == "" {
-			var p traffic.PatternReport
+			var p patterns.Report
 			if err := json.Unmarshal(body, &p); err != nil {
 				src.Error = "decoding patterns: " + err.Error()
 			} else {
-				patterns = &p
+				pats = &p
 			}
 		}
 		sources = append(sources, src)
 	}
-	return fleet, patterns, sources
+	return fleet, pats, sources
 }
 
 func (c *collector) metrics(ctx context.Context, u string) (*Metrics, []Source) {

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/llmgate/llmgate/internal/testutil"
+	"github.com/llmgate/llmgate/patterns"
 	"github.com/llmgate/llmgate/report"
-	"github.com/llmgate/llmgate/traffic"
 )
 
 // gatewayMetrics is a slice of a gateway's admin /metrics page: Caddy's and
@@ -110,7 +110,7 @@ func fakeGateway(t *testing.T, fleet *report.FleetReport, metrics string) *httpt
 		json.NewEncoder(w).Encode(fleet)
 	})
 	mux.HandleFunc("GET /llm/patterns", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(traffic.PatternReport{Models: []traffic.ModelPatterns{{Model: "from-endpoint"}}})
+		json.NewEncoder(w).Encode(patterns.Report{Models: []patterns.Model{{Model: "from-endpoint"}}})
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(metrics)) })
 	srv := httptest.NewServer(mux)
@@ -128,7 +128,7 @@ func sourceNames(s *Snapshot) []string {
 
 func TestCollectAdmin(t *testing.T) {
 	fleet := fleetOf(healthy("10.0.0.1:8000"), healthy("10.0.0.2:8000"))
-	fleet.Patterns = &traffic.PatternReport{Models: []traffic.ModelPatterns{{Model: "m"}}, Shifts: []traffic.Shift{}, HeavyKeys: []traffic.KeyUsage{}}
+	fleet.Patterns = &patterns.Report{Models: []patterns.Model{{Model: "m"}}, Shifts: []patterns.Shift{}, HeavyKeys: []patterns.KeyUsage{}}
 	srv := fakeGateway(t, fleet, gatewayMetrics)
 
 	s, err := Collect(context.Background(), Options{Admin: strings.TrimPrefix(srv.URL, "http://"), Timeout: 5 * time.Second})

@@ -10,8 +10,8 @@ import (
 
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/patterns"
 	"github.com/llmgate/llmgate/report"
-	"github.com/llmgate/llmgate/traffic"
 )
 
 // Severity orders findings: Critical means requests are failing or about to
@@ -305,7 +305,7 @@ func (f *findings) capacity(plans []report.LivePlan) {
 	}
 }
 
-func (f *findings) patterns(p *traffic.PatternReport) {
+func (f *findings) patterns(p *patterns.Report) {
 	for _, sh := range p.Shifts {
 		if sh.Active {
 			var ev []string

@@ -8,8 +8,8 @@ import (
 
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/patterns"
 	"github.com/llmgate/llmgate/report"
-	"github.com/llmgate/llmgate/traffic"
 )
 
 func f64(v float64) *float64 { return &v }
@@ -110,9 +110,9 @@ func TestFindings(t *testing.T) {
 		b.Rotation = lb.Rotation{State: lb.Drained, Manual: manual, Reasons: reasons, Since: testNow.Add(-time.Hour)}
 		return b
 	}
-	shift := traffic.Shift{Model: "llama", Active: true, RecentP90PromptTokens: 6000, BaselineP90PromptTokens: 1500, Ratio: 4,
+	shift := patterns.Shift{Model: "llama", Active: true, RecentP90PromptTokens: 6000, BaselineP90PromptTokens: 1500, Ratio: 4,
 		RecentP90TTFTSeconds: 2.4, BaselineP90TTFTSeconds: 0.4, TTFTRatio: 6, RecentRequests: 900,
-		TopKeys: []traffic.KeyUsage{{Key: "k-3f9a", Tokens: 4_000_000, Requests: 500, Share: 0.7}},
+		TopKeys: []patterns.KeyUsage{{Key: "k-3f9a", Tokens: 4_000_000, Requests: 500, Share: 0.7}},
 		Summary: "p90 prompt 4.0x (1500→6000 tokens) in the last 5m; TTFT p90 6.0x (0.40→2.40 s); key k-3f9a sends 70% of prompt tokens"}
 	requests := func(backend string, ok, streamErr, failed float64) []RequestCount {
 		return []RequestCount{
@@ -213,7 +213,7 @@ func TestFindings(t *testing.T) {
 		},
 		{
 			name: "active prompt-length shift; a TTFT rise without one",
-			snap: &Snapshot{Patterns: &traffic.PatternReport{Shifts: []traffic.Shift{
+			snap: &Snapshot{Patterns: &patterns.Report{Shifts: []patterns.Shift{
 				shift,
 				{Model: "small", Ratio: 1.1, TTFTRatio: 2.5, BaselineP90TTFTSeconds: 0.2, RecentP90TTFTSeconds: 0.5},
 				{Model: "calm", Ratio: 1.1, TTFTRatio: 1.1},

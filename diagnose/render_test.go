@@ -12,8 +12,8 @@ import (
 
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/internal/testutil"
+	"github.com/llmgate/llmgate/patterns"
 	"github.com/llmgate/llmgate/report"
-	"github.com/llmgate/llmgate/traffic"
 )
 
 // richSnapshot has every part filled, and text from the network that tries to
@@ -25,11 +25,11 @@ func richSnapshot() *Snapshot {
 	})
 	odd := with(healthy("evil|host\n## injected:1"), func(x *report.Backend) { x.LastError = "```\n# not a heading" })
 	s := snap(fleetOf(healthy("10.0.0.1:8000"), thermal, odd))
-	s.Patterns = &traffic.PatternReport{
-		Models: []traffic.ModelPatterns{{Model: "m", Windows: []traffic.WindowStats{{Window: "1m", Requests: 40,
-			PromptTokens: traffic.Percentiles{P50: 300, P90: 2000, P99: 6000}, TTFTSeconds: traffic.Percentiles{P50: 0.1, P90: 0.5, P99: 2}}}}},
-		Shifts:    []traffic.Shift{{Model: "m", Ratio: 1.1, Summary: "p90 prompt 1.1x (1800→2000 tokens) in the last 5m"}},
-		HeavyKeys: []traffic.KeyUsage{{Key: "k-1", Tokens: 5000, Requests: 12, Share: 0.6}},
+	s.Patterns = &patterns.Report{
+		Models: []patterns.Model{{Model: "m", Windows: []patterns.WindowStats{{Window: "1m", Requests: 40,
+			PromptTokens: patterns.Percentiles{P50: 300, P90: 2000, P99: 6000}, TTFTSeconds: patterns.Percentiles{P50: 0.1, P90: 0.5, P99: 2}}}}},
+		Shifts:    []patterns.Shift{{Model: "m", Ratio: 1.1, Summary: "p90 prompt 1.1x (1800→2000 tokens) in the last 5m"}},
+		HeavyKeys: []patterns.KeyUsage{{Key: "k-1", Tokens: 5000, Requests: 12, Share: 0.6}},
 	}
 	m, err := ParseMetrics([]byte(gatewayMetrics))
 	if err != nil {

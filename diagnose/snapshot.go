@@ -4,8 +4,8 @@ import (
 	"time"
 
 	"github.com/llmgate/llmgate/diag"
+	"github.com/llmgate/llmgate/patterns"
 	"github.com/llmgate/llmgate/report"
-	"github.com/llmgate/llmgate/traffic"
 )
 
 // Snapshot is everything Collect gathered. A nil part means its source was not
@@ -16,10 +16,10 @@ type Snapshot struct {
 	Sources []Source `json:"sources"`
 	// Fleet is the gateway's fleet report. Its Patterns are moved to Patterns,
 	// so the JSON output carries them once.
-	Fleet    *report.FleetReport    `json:"fleet,omitempty"`
-	Patterns *traffic.PatternReport `json:"patterns,omitempty"`
-	Metrics  *Metrics               `json:"metrics,omitempty"`
-	Local    *Local                 `json:"local,omitempty"`
+	Fleet    *report.FleetReport `json:"fleet,omitempty"`
+	Patterns *patterns.Report    `json:"patterns,omitempty"`
+	Metrics  *Metrics            `json:"metrics,omitempty"`
+	Local    *Local              `json:"local,omitempty"`
 }
 
 // Source is one fetch or local collection and how it went.

@@ -5,5 +5,5 @@
 //
 // caddymodule builds these values, diagnose reads them, bench sizes with the
 // same formula; this package imports none of them, only the pure packages the
-// report is built of (diag, lb, traffic).
+// report is built of (diag, lb, patterns).
 package report

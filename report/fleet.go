@@ -5,7 +5,7 @@ import (
 
 	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
-	"github.com/llmgate/llmgate/traffic"
+	"github.com/llmgate/llmgate/patterns"
 )
 
 // FleetReport is the gateway's fleet report: the JSON that the admin API's
@@ -19,7 +19,7 @@ type FleetReport struct {
 	Backends    []Backend    `json:"backends"`
 	// Patterns explains shifts in traffic (prompt lengths, heavy keys) next to
 	// the fleet's state, so a TTFT change and its cause are read together.
-	Patterns *traffic.PatternReport `json:"patterns,omitempty"`
+	Patterns *patterns.Report `json:"patterns,omitempty"`
 	// Capacity sizes the fleet per model from the last 15 minutes' traffic.
 	Capacity []LivePlan `json:"capacity,omitempty"`
 }
@@ -45,6 +45,8 @@ type Backend struct {
 	// over the rest of the fleet's, as the ttft_outlier rule sees it; absent
 	// until both sides have enough requests.
 	TTFTVsFleet *float64 `json:"ttft_vs_fleet,omitempty"`
+	// Prefix is the backend's prefix cache as the gateway's index sees it.
+	Prefix *lb.PrefixStats `json:"prefix,omitempty"`
 }
 
 // InRotation reports whether the balancer may send b new requests and b is

@@ -1,4 +1,4 @@
-package traffic
+package patterns
 
 import (
 	"encoding/json"
@@ -18,13 +18,13 @@ var patT0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // alignedPatterns starts the buckets at patT0, so that tests can say which
 // bucket a time falls in.
-func alignedPatterns(cfg PatternConfig) *Patterns {
-	p := NewPatterns(cfg)
+func alignedPatterns(cfg Config) *Patterns {
+	p := New(cfg)
 	p.epoch = patT0
 	return p
 }
 
-func findModel(r PatternReport, model string) *ModelPatterns {
+func findModel(r Report, model string) *Model {
 	for i := range r.Models {
 		if r.Models[i].Model == model {
 			return &r.Models[i]
@@ -33,7 +33,7 @@ func findModel(r PatternReport, model string) *ModelPatterns {
 	return nil
 }
 
-func findShift(r PatternReport, model string) *Shift {
+func findShift(r Report, model string) *Shift {
 	for i := range r.Shifts {
 		if r.Shifts[i].Model == model {
 			return &r.Shifts[i]
@@ -42,7 +42,7 @@ func findShift(r PatternReport, model string) *Shift {
 	return nil
 }
 
-func windowOf(t *testing.T, r PatternReport, model, name string) WindowStats {
+func windowOf(t *testing.T, r Report, model, name string) WindowStats {
 	t.Helper()
 	m := findModel(r, model)
 	if m == nil {
@@ -73,9 +73,9 @@ func TestPatternsFloodNamesKey(t *testing.T) {
 		keys[i] = fmt.Sprintf("%016x", rng.Uint64())
 	}
 	// Not aligned: the detector must not depend on where minutes begin.
-	p := NewPatterns(PatternConfig{})
+	p := New(Config{})
 	background := func(at time.Time, model string, ttft time.Duration) {
-		p.Observe(PatternSample{
+		p.Observe(Sample{
 			Time: at, Model: model, Key: keys[rng.IntN(len(keys))],
 			PromptTokens: 200 + rng.IntN(400), MaxTokens: 256, OutputTokens: 100 + rng.IntN(200),
 			TTFT: ttft + time.Duration(rng.Int64N(int64(200*time.Millisecond))),
@@ -92,7 +92,7 @@ func TestPatternsFloodNamesKey(t *testing.T) {
 		background(at, llama, 1500*time.Millisecond) // everyone waits behind the flood's prefill
 		background(at, qwen, 200*time.Millisecond)
 		for range 3 {
-			p.Observe(PatternSample{
+			p.Observe(Sample{
 				Time: at, Model: llama, Key: flooder,
 				PromptTokens: 6000 + rng.IntN(2000), MaxTokens: 512, OutputTokens: 300,
 				TTFT: 2*time.Second + time.Duration(rng.Int64N(int64(time.Second))),
@@ -163,13 +163,13 @@ func TestPatternsFloodNamesKey(t *testing.T) {
 }
 
 func TestPatternsNoShiftWithFewSamples(t *testing.T) {
-	run := func(minSamples int) PatternReport {
-		p := alignedPatterns(PatternConfig{MinSamples: minSamples})
+	run := func(minSamples int) Report {
+		p := alignedPatterns(Config{MinSamples: minSamples})
 		for s := 0; s < 55*60; s += 10 { // a baseline of 330 requests
-			p.Observe(PatternSample{Time: patT0.Add(time.Duration(s) * time.Second), Model: "m", PromptTokens: 300, OutputTokens: -1})
+			p.Observe(Sample{Time: patT0.Add(time.Duration(s) * time.Second), Model: "m", PromptTokens: 300, OutputTokens: -1})
 		}
 		for i := range 10 { // then a thin surge
-			p.Observe(PatternSample{Time: patT0.Add(56*time.Minute + time.Duration(i)*time.Second), Model: "m", Key: "k", PromptTokens: 5000, OutputTokens: -1})
+			p.Observe(Sample{Time: patT0.Add(56*time.Minute + time.Duration(i)*time.Second), Model: "m", Key: "k", PromptTokens: 5000, OutputTokens: -1})
 		}
 		return p.Report(patT0.Add(59 * time.Minute))
 	}
@@ -181,9 +181,9 @@ func TestPatternsNoShiftWithFewSamples(t *testing.T) {
 	}
 
 	// Nor with a thin baseline: a model that only just started.
-	p := alignedPatterns(PatternConfig{})
+	p := alignedPatterns(Config{})
 	for i := range 100 {
-		p.Observe(PatternSample{Time: patT0.Add(time.Duration(i) * time.Second), Model: "m", PromptTokens: 5000})
+		p.Observe(Sample{Time: patT0.Add(time.Duration(i) * time.Second), Model: "m", PromptTokens: 5000})
 	}
 	if r := p.Report(patT0.Add(100 * time.Second)); len(r.Shifts) != 0 {
 		t.Errorf("shift without a baseline: %+v", r.Shifts)
@@ -191,8 +191,8 @@ func TestPatternsNoShiftWithFewSamples(t *testing.T) {
 }
 
 func TestPatternsWindowsExpire(t *testing.T) {
-	p := alignedPatterns(PatternConfig{})
-	p.Observe(PatternSample{Time: patT0.Add(5 * time.Second), Model: "m", Key: "k", PromptTokens: 100, OutputTokens: 10})
+	p := alignedPatterns(Config{})
+	p.Observe(Sample{Time: patT0.Add(5 * time.Second), Model: "m", Key: "k", PromptTokens: 100, OutputTokens: 10})
 	for _, c := range []struct {
 		after               time.Duration
 		minute, quarter, hr int64
@@ -222,7 +222,7 @@ func TestPatternsWindowsExpire(t *testing.T) {
 // TestPatternsIdleGaps checks gaps of exactly a ring's length, where a
 // sample lands in the slot of one a ring ago: the old one must go.
 func TestPatternsIdleGaps(t *testing.T) {
-	p := alignedPatterns(PatternConfig{})
+	p := alignedPatterns(Config{})
 	// inWindow is the windows' rule: a window of n buckets of width w
 	// holds the bucket of now and the n-1 before it.
 	inWindow := func(at, now time.Time, n int, w time.Duration) bool {
@@ -235,7 +235,7 @@ func TestPatternsIdleGaps(t *testing.T) {
 		3*time.Hour + 7*time.Second, 10 * time.Second, 15 * time.Minute, 59 * time.Minute} {
 		at = at.Add(gap)
 		seen = append(seen, at)
-		p.Observe(PatternSample{Time: at, Model: "m", Key: "k", PromptTokens: 1000, OutputTokens: 1})
+		p.Observe(Sample{Time: at, Model: "m", Key: "k", PromptTokens: 1000, OutputTokens: 1})
 		r := p.Report(at)
 		for _, w := range []struct {
 			name  string
@@ -259,9 +259,9 @@ func TestPatternsIdleGaps(t *testing.T) {
 }
 
 func TestPatternsTimeStepsBack(t *testing.T) {
-	p := alignedPatterns(PatternConfig{})
+	p := alignedPatterns(Config{})
 	obs := func(at time.Duration) {
-		p.Observe(PatternSample{Time: patT0.Add(at), Model: "m", PromptTokens: 100, OutputTokens: -1})
+		p.Observe(Sample{Time: patT0.Add(at), Model: "m", PromptTokens: 100, OutputTokens: -1})
 	}
 	obs(2 * time.Hour)
 	obs(2*time.Hour - 2*time.Second)  // a little back: the bucket before
@@ -282,10 +282,10 @@ func TestPatternsTimeStepsBack(t *testing.T) {
 
 func TestPatternsPercentiles(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 9))
-	p := NewPatterns(PatternConfig{})
+	p := New(Config{})
 	var prompt, maxTok, output, ttft []float64
 	for range 20000 {
-		s := PatternSample{
+		s := Sample{
 			Time:         patT0,
 			Model:        "m",
 			PromptTokens: int(math.Exp(rng.NormFloat64()*1.2 + 6)),
@@ -367,9 +367,9 @@ func TestHistogramBins(t *testing.T) {
 }
 
 func TestPatternsMaxModels(t *testing.T) {
-	p := NewPatterns(PatternConfig{MaxModels: 2})
+	p := New(Config{MaxModels: 2})
 	for _, m := range []string{"a", "b", "c", "d", "a"} {
-		p.Observe(PatternSample{Time: patT0, Model: m, PromptTokens: 10})
+		p.Observe(Sample{Time: patT0, Model: m, PromptTokens: 10})
 	}
 	r := p.Report(patT0)
 	var names []string
@@ -390,7 +390,7 @@ func TestPatternsMaxModels(t *testing.T) {
 	// places, and only then does the table fold again.
 	later := patT0.Add(2 * time.Hour)
 	for _, m := range []string{"e", "c", "d"} {
-		p.Observe(PatternSample{Time: later, Model: m, PromptTokens: 10})
+		p.Observe(Sample{Time: later, Model: m, PromptTokens: 10})
 	}
 	names = names[:0]
 	for _, m := range p.Report(later).Models {
@@ -405,13 +405,13 @@ func TestPatternsMaxModels(t *testing.T) {
 }
 
 func TestPatternsNoModelNoKey(t *testing.T) {
-	p := alignedPatterns(PatternConfig{MinSamples: 1})
+	p := alignedPatterns(Config{MinSamples: 1})
 	for i := range 120 {
 		tokens := 100
 		if i >= 115 {
 			tokens = 1000
 		}
-		p.Observe(PatternSample{Time: patT0.Add(time.Duration(i) * 30 * time.Second), PromptTokens: tokens, OutputTokens: -1})
+		p.Observe(Sample{Time: patT0.Add(time.Duration(i) * 30 * time.Second), PromptTokens: tokens, OutputTokens: -1})
 	}
 	r := p.Report(patT0.Add(60 * time.Minute))
 	s := findShift(r, "")
@@ -424,7 +424,7 @@ func TestPatternsNoModelNoKey(t *testing.T) {
 }
 
 func TestPatternsReportJSON(t *testing.T) {
-	p := NewPatterns(PatternConfig{MinSamples: 1})
+	p := New(Config{MinSamples: 1})
 	empty, err := json.Marshal(p.Report(patT0))
 	if err != nil {
 		t.Fatal(err)
@@ -433,7 +433,7 @@ func TestPatternsReportJSON(t *testing.T) {
 		t.Errorf("empty report: %s", empty)
 	}
 	for i := range 100 {
-		p.Observe(PatternSample{Time: patT0.Add(time.Duration(i) * 40 * time.Second), Model: "m", Key: "k", PromptTokens: 10, TTFT: time.Millisecond})
+		p.Observe(Sample{Time: patT0.Add(time.Duration(i) * 40 * time.Second), Model: "m", Key: "k", PromptTokens: 10, TTFT: time.Millisecond})
 	}
 	b, err := json.Marshal(p.Report(patT0.Add(66 * time.Minute)))
 	if err != nil {
@@ -449,7 +449,7 @@ func TestPatternsReportJSON(t *testing.T) {
 }
 
 func TestPatternsConcurrent(t *testing.T) {
-	p := NewPatterns(PatternConfig{MaxModels: 3, MinSamples: 1})
+	p := New(Config{MaxModels: 3, MinSamples: 1})
 	const goroutines, each = 8, 3000
 	var clock atomic.Int64
 	var wg sync.WaitGroup
@@ -470,7 +470,7 @@ func TestPatternsConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				at := clock.Add(int64(50 * time.Millisecond))
-				p.Observe(PatternSample{
+				p.Observe(Sample{
 					Time: patT0.Add(time.Duration(at)), Model: fmt.Sprintf("m%d", (g+i)%5), Key: fmt.Sprintf("k%d", i%40),
 					PromptTokens: 100 + i, MaxTokens: 10, OutputTokens: 5, TTFT: time.Second,
 				})
@@ -494,7 +494,7 @@ func TestPatternsConcurrent(t *testing.T) {
 // change every hour through a table of two, so that models fold and
 // retire while other goroutines observe them; no sample may be lost.
 func TestPatternsConcurrentRetire(t *testing.T) {
-	p := alignedPatterns(PatternConfig{MaxModels: 2})
+	p := alignedPatterns(Config{MaxModels: 2})
 	const goroutines, each = 4, 6000
 	var clock atomic.Int64
 	var wg sync.WaitGroup
@@ -502,7 +502,7 @@ func TestPatternsConcurrentRetire(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				at := time.Duration(clock.Add(int64(time.Second)))
-				p.Observe(PatternSample{Time: patT0.Add(at), Model: fmt.Sprintf("h%d-%d", at/time.Hour, i%3), PromptTokens: 1})
+				p.Observe(Sample{Time: patT0.Add(at), Model: fmt.Sprintf("h%d-%d", at/time.Hour, i%3), PromptTokens: 1})
 				if i%500 == 0 {
 					p.Report(patT0.Add(at))
 				}
@@ -533,8 +533,8 @@ func TestPatternsConcurrentRetire(t *testing.T) {
 }
 
 func TestPatternsRealClock(t *testing.T) {
-	p := NewPatterns(PatternConfig{})
-	p.Observe(PatternSample{Time: time.Now(), Model: "m", PromptTokens: 1})
+	p := New(Config{})
+	p.Observe(Sample{Time: time.Now(), Model: "m", PromptTokens: 1})
 	if w := windowOf(t, p.Report(time.Now().Add(time.Second)), "m", "1m"); w.Requests != 1 {
 		t.Errorf("1m window has %d requests", w.Requests)
 	}
@@ -547,10 +547,10 @@ func TestPatternsMemoryPerModel(t *testing.T) {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("%016x", i)
 	}
-	p := NewPatterns(PatternConfig{})
+	p := New(Config{})
 	fill := func(model string) {
 		for s := 0; s < 3600; s += 2 {
-			p.Observe(PatternSample{Time: patT0.Add(time.Duration(s) * time.Second), Model: model, Key: keys[s%len(keys)],
+			p.Observe(Sample{Time: patT0.Add(time.Duration(s) * time.Second), Model: model, Key: keys[s%len(keys)],
 				PromptTokens: s, MaxTokens: s, OutputTokens: s, TTFT: time.Duration(s) * time.Millisecond})
 		}
 	}
@@ -617,11 +617,11 @@ func BenchmarkPatternsReport(b *testing.B) {
 	}
 }
 
-func benchPatterns(models, keys int) (*Patterns, []PatternSample) {
+func benchPatterns(models, keys int) (*Patterns, []Sample) {
 	rng := rand.New(rand.NewPCG(1, 1))
-	samples := make([]PatternSample, 4096)
+	samples := make([]Sample, 4096)
 	for i := range samples {
-		samples[i] = PatternSample{
+		samples[i] = Sample{
 			Model:        fmt.Sprintf("model-%d", rng.IntN(models)),
 			Key:          fmt.Sprintf("%016x", rng.IntN(keys)),
 			PromptTokens: rng.IntN(8000),
@@ -630,7 +630,7 @@ func benchPatterns(models, keys int) (*Patterns, []PatternSample) {
 			TTFT:         time.Duration(rng.Int64N(int64(2 * time.Second))),
 		}
 	}
-	p := NewPatterns(PatternConfig{MaxModels: models})
+	p := New(Config{MaxModels: models})
 	for i, s := range samples { // every model and key known
 		s.Time = patT0.Add(-time.Duration(len(samples)-i) * time.Millisecond)
 		p.Observe(s)
