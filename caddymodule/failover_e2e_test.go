@@ -22,7 +22,10 @@ func (f *simFleet) waitRotation(t *testing.T, addr string, want lb.State) {
 	t.Helper()
 	testutil.Eventually(t, fmt.Sprintf("%s %s", addr, want), func() (bool, string) {
 		state, _ := f.rotation(t, addr)
-		b, _ := currentFleet().pool.Lookup(addr)
+		b, ok := currentFleet().pool.Lookup(addr)
+		if !ok {
+			return false, "not in the pool yet"
+		}
 		return state == string(want), fmt.Sprintf("%+v", b.Rotation(time.Now()))
 	})
 }
@@ -101,7 +104,7 @@ func TestHangingBackendIsEjected(t *testing.T) {
 		if i == 0 {
 			c.Faults.Hang = true
 		}
-	}, "", "first_byte_timeout 1s")
+	}, "", "first_byte_timeout 1s", "")
 	var slowest atomic.Int64
 	var total atomic.Int64
 	var mu sync.Mutex
@@ -159,7 +162,7 @@ func TestHangingBackendIsEjected(t *testing.T) {
 func TestStalledStreamIsCutWithAnErrorEvent(t *testing.T) {
 	f := startSimFleetWith(t, 1, func(_ int, c *sim.Config) {
 		c.Faults.StallAfterTokens = 2
-	}, "", "stall_timeout 300ms")
+	}, "", "stall_timeout 300ms", "")
 	body := `{"model":"m","prompt":"stall please","max_tokens":50,"ignore_eos":true,"stream":true}`
 	resp, err := http.Post("http://"+f.gw+"/v1/completions", "application/json", strings.NewReader(body))
 	if err != nil {

@@ -30,11 +30,12 @@ type simFleet struct {
 
 func startSimFleet(t *testing.T, n int, tweak func(i int, c *sim.Config), llmOptions string) *simFleet {
 	t.Helper()
-	return startSimFleetWith(t, n, tweak, llmOptions, "")
+	return startSimFleetWith(t, n, tweak, llmOptions, "", "")
 }
 
-// startSimFleetWith is startSimFleet with options for the llm handler.
-func startSimFleetWith(t *testing.T, n int, tweak func(i int, c *sim.Config), llmOptions, handlerOptions string) *simFleet {
+// startSimFleetWith is startSimFleet with options for the llm handler and
+// for lb_policy llm.
+func startSimFleetWith(t *testing.T, n int, tweak func(i int, c *sim.Config), llmOptions, handlerOptions, policyOptions string) *simFleet {
 	t.Helper()
 	f := &simFleet{}
 	for i := range n {
@@ -61,14 +62,16 @@ http://%s {
 		%s
 	}
 	reverse_proxy %s {
-		lb_policy llm
+		lb_policy llm {
+			%s
+		}
 		flush_interval -1
 		header_down X-Llmgate-Backend {rp.upstream.hostport}
 	}
 	handle /llm/health {
 		llm_health
 	}
-}`, f.admin, llmOptions, f.gw, handlerOptions, strings.Join(f.addrs, " ")))
+}`, f.admin, llmOptions, f.gw, handlerOptions, strings.Join(f.addrs, " "), policyOptions))
 	return f
 }
 

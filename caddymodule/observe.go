@@ -427,7 +427,7 @@ func observeCached(r *http.Request, backend string, res traffic.Result) int64 {
 	if l == nil {
 		return -1
 	}
-	predicted := l.ObserveCached(int64(res.CachedTokens))
+	predicted := l.ObserveCached(int64(res.CachedTokens), int64(res.PromptTokens))
 	prefixPromptTokens.WithLabelValues(backend).Add(float64(res.PromptTokens))
 	prefixCachedTokens.WithLabelValues(backend).Add(float64(res.CachedTokens))
 	prefixPredictedTokens.WithLabelValues(backend).Add(float64(predicted))

@@ -27,6 +27,8 @@ func buildReport(f *fleet, now time.Time, showKeys bool) report.FleetReport {
 		if lbb, ok := f.pool.Lookup(b.Address); ok {
 			br.InFlight = lbb.InFlight()
 			br.Rotation = lbb.Rotation(now)
+			ps := lbb.PrefixStats()
+			br.Prefix = &ps
 		}
 		r.Summary.CanServe = r.Summary.CanServe || br.InRotation()
 		switch br.Rotation.State {

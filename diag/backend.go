@@ -41,16 +41,20 @@ const (
 type family uint8
 
 const (
-	famNone        family = iota
-	famKV                 // vllm:kv_cache_usage_perc, sglang:token_usage
-	famKVOld              // vllm:gpu_cache_usage_perc (before 0.9.2; gone in 0.12)
-	famRunning            // vllm:num_requests_running, sglang:num_running_reqs
-	famWaiting            // vllm:num_requests_waiting, sglang:num_queue_reqs
-	famPreemptions        // vllm:num_preemptions_total, sglang:num_retracted_requests_total
-	famPrompt             // *:prompt_tokens_total
-	famGeneration         // *:generation_tokens_total
-	famCacheConfig        // vllm:cache_config_info
-	famTTFT               // *:time_to_first_token_seconds (histogram)
+	famNone             family = iota
+	famKV                      // vllm:kv_cache_usage_perc, sglang:token_usage
+	famKVOld                   // vllm:gpu_cache_usage_perc (before 0.9.2; gone in 0.12)
+	famRunning                 // vllm:num_requests_running, sglang:num_running_reqs
+	famWaiting                 // vllm:num_requests_waiting, sglang:num_queue_reqs
+	famPreemptions             // vllm:num_preemptions_total, sglang:num_retracted_requests_total
+	famPrompt                  // *:prompt_tokens_total
+	famGeneration              // *:generation_tokens_total
+	famCacheConfig             // vllm:cache_config_info
+	famTTFT                    // *:time_to_first_token_seconds (histogram)
+	famPrefixQueries           // vllm:prefix_cache_queries_total (tokens)
+	famPrefixHits              // vllm:prefix_cache_hits_total (tokens)
+	famPrefixQueriesOld        // vllm:gpu_prefix_cache_queries_total (before ~0.10)
+	famPrefixHitsOld           // vllm:gpu_prefix_cache_hits_total
 	numFamilies
 )
 
@@ -87,6 +91,14 @@ func lookupFamily(name []byte) (server, family, histPart) {
 		return srvVLLM, famGeneration, 0
 	case "vllm:cache_config_info":
 		return srvVLLM, famCacheConfig, 0
+	case "vllm:prefix_cache_queries_total":
+		return srvVLLM, famPrefixQueries, 0
+	case "vllm:prefix_cache_hits_total":
+		return srvVLLM, famPrefixHits, 0
+	case "vllm:gpu_prefix_cache_queries_total":
+		return srvVLLM, famPrefixQueriesOld, 0
+	case "vllm:gpu_prefix_cache_hits_total":
+		return srvVLLM, famPrefixHitsOld, 0
 	case "vllm:time_to_first_token_seconds":
 		return srvVLLM, famTTFT, partBase
 	case "vllm:time_to_first_token_seconds_bucket":
@@ -236,7 +248,8 @@ func ParseBackendMetrics(r io.Reader) (*BackendStats, error) {
 // would poison scores, and JSON cannot carry them.
 func (st *BackendStats) checkFinite() error {
 	vs := [...]float64{st.KVUsage, st.Running, st.Waiting, st.PreemptionsTotal,
-		st.PromptTokensTotal, st.GenerationTokensTotal, st.TTFT.Count, st.TTFT.Sum}
+		st.PromptTokensTotal, st.GenerationTokensTotal, st.TTFT.Count, st.TTFT.Sum,
+		st.PrefixQueriesTotal, st.PrefixHitsTotal}
 	for _, v := range vs {
 		if math.IsInf(v, 0) {
 			return errValueRange
@@ -580,6 +593,13 @@ func (a *serverAcc) stats(engine Engine) *BackendStats {
 		st.KVUsage, st.HasKV = a.kv, a.hasKV
 	} else {
 		st.KVUsage, st.HasKV = a.kvOld, a.hasKVOld
+	}
+	// The new prefix-cache names win when the page has them: 0.10 prints both
+	// with the same values, and adding them would count every token twice.
+	if a.seen[famPrefixQueries] {
+		st.PrefixQueriesTotal, st.PrefixHitsTotal = a.sums[famPrefixQueries], a.sums[famPrefixHits]
+	} else {
+		st.PrefixQueriesTotal, st.PrefixHitsTotal = a.sums[famPrefixQueriesOld], a.sums[famPrefixHitsOld]
 	}
 	if len(a.models) > 0 {
 		st.Models = slices.Clone(a.models)

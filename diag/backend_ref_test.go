@@ -98,6 +98,11 @@ func parseBackendMetricsRef(r io.Reader) (*BackendStats, error) {
 		st.Running, st.Waiting = sum(famRunning), sum(famWaiting)
 		st.PreemptionsTotal = sum(famPreemptions)
 		st.PromptTokensTotal, st.GenerationTokensTotal = sum(famPrompt), sum(famGeneration)
+		if names[famPrefixQueries] != "" && fams[names[famPrefixQueries]] != nil {
+			st.PrefixQueriesTotal, st.PrefixHitsTotal = sum(famPrefixQueries), sum(famPrefixHits)
+		} else {
+			st.PrefixQueriesTotal, st.PrefixHitsTotal = sum(famPrefixQueriesOld), sum(famPrefixHitsOld)
+		}
 		if mf := fams[names[famCacheConfig]]; mf != nil && isScalar(mf) {
 			for _, m := range mf.Metric {
 				bs := atoiOrZero([]byte(promLabel(m, "block_size")))
@@ -129,7 +134,9 @@ var refNames = [numServers][numFamilies]string{
 		famRunning: "vllm:num_requests_running", famWaiting: "vllm:num_requests_waiting",
 		famPreemptions: "vllm:num_preemptions_total", famPrompt: "vllm:prompt_tokens_total",
 		famGeneration: "vllm:generation_tokens_total", famCacheConfig: "vllm:cache_config_info",
-		famTTFT: "vllm:time_to_first_token_seconds",
+		famTTFT:          "vllm:time_to_first_token_seconds",
+		famPrefixQueries: "vllm:prefix_cache_queries_total", famPrefixHits: "vllm:prefix_cache_hits_total",
+		famPrefixQueriesOld: "vllm:gpu_prefix_cache_queries_total", famPrefixHitsOld: "vllm:gpu_prefix_cache_hits_total",
 	},
 	srvSGLang: {
 		famKV: "sglang:token_usage", famRunning: "sglang:num_running_reqs",

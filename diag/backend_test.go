@@ -27,6 +27,8 @@ func TestFixtures(t *testing.T) {
 				Models:  []string{"zai-org/GLM-4.5"},
 				KVUsage: 9.75010481363281e-06,
 				HasKV:   true,
+				// 32 prompt tokens looked up, none found (the real page).
+				PrefixQueriesTotal: 32,
 			}
 			checkBackend(t, page, want)
 		},
@@ -132,6 +134,8 @@ func TestParseBackendMetricsDataParallel(t *testing.T) {
 		PreemptionsTotal:      3 + 4,
 		PromptTokensTotal:     250000 + 250001,
 		GenerationTokensTotal: 600000 + 600001,
+		PrefixQueriesTotal:    2 * 90210,
+		PrefixHitsTotal:       2 * 45056,
 		BlockSize:             16,
 		NumGPUBlocks:          2 * 27536,
 		CapacityTokens:        2 * 16 * 27536,

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/scrape"
 )
 
 // MonitorConfig says what the Monitor scrapes and how often.
@@ -106,7 +108,7 @@ type Monitor struct {
 	client     *http.Client
 	// scraper fetches plain-http sources unless the config brings its own
 	// Client; it lives as long as the Monitor, so its connections outlive a reload.
-	scraper *scrapeClient
+	scraper *scrape.Client
 	wake    chan struct{}
 	now     func() time.Time
 }
@@ -163,7 +165,7 @@ type BackendView struct {
 // NewMonitor returns a Monitor with cfg's defaults filled in. Call Run to start it.
 func NewMonitor(cfg MonitorConfig) *Monitor {
 	m := &Monitor{backends: map[string]*telemetry{}, wake: make(chan struct{}, 1), now: time.Now,
-		scraper: newScrapeClient()}
+		scraper: scrape.NewClient(maxSourceBytes, ErrTooLarge)}
 	m.Configure(cfg)
 	return m
 }
@@ -200,7 +202,7 @@ func (m *Monitor) Configure(cfg MonitorConfig) {
 	}
 	// Three intervals, as net/http's idle timeout was: a backend that missed
 	// a scrape keeps its connection, one that left the fleet does not.
-	m.scraper.setIdleTimeout(3 * cfg.Interval)
+	m.scraper.SetIdleTimeout(3 * cfg.Interval)
 	m.mu.Lock()
 	m.cfg = cfg
 	m.client = client
@@ -281,7 +283,7 @@ func (m *Monitor) Run(ctx context.Context) {
 	m.mu.RUnlock()
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
-	defer m.scraper.closeIdle() // after the workers are done with theirs
+	defer m.scraper.CloseIdle() // after the workers are done with theirs
 	pool := newScrapePool(ctx, m)
 	defer pool.close()
 	for {
@@ -302,7 +304,7 @@ func (m *Monitor) Run(ctx context.Context) {
 		}
 		m.mu.Unlock()
 		m.forget(onForget, gone)
-		m.scraper.sweep(time.Now())
+		m.scraper.Sweep(time.Now())
 		rand.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
 		if !pool.dispatch(due, workers) {
 			return
@@ -383,7 +385,7 @@ func (m *Monitor) expireIdle() {
 // hook, outside the lock.
 func (m *Monitor) forget(onForget func(addr string), gone []string) {
 	for _, a := range gone {
-		m.scraper.forget(a)
+		m.scraper.Forget(a)
 		if onForget != nil {
 			onForget(a)
 		}
@@ -644,7 +646,7 @@ const maxSourceBytes = MaxScrapeBytes
 // fetcher is what one scrape fetches with, fixed at its start.
 type fetcher struct {
 	http    *http.Client
-	fast    *scrapeClient // nil: everything goes through http
+	fast    *scrape.Client // nil: everything goes through http
 	timeout time.Duration
 }
 
@@ -652,8 +654,8 @@ type fetcher struct {
 func (f fetcher) fetch(ctx context.Context, url string, parse func(io.Reader) error) error {
 	deadline := time.Now().Add(f.timeout)
 	if f.fast != nil {
-		err := f.fast.get(ctx, deadline, f.timeout, url, parse)
-		if err != errUseHTTP {
+		err := f.fast.Get(ctx, deadline, f.timeout, url, parse)
+		if err != scrape.ErrUseHTTP {
 			return err
 		}
 	}

@@ -7,6 +7,11 @@ type Rates struct {
 	PreemptionsPerSec      float64 `json:"preemptions_per_sec"`
 	PromptTokensPerSec     float64 `json:"prompt_tokens_per_sec"`
 	GenerationTokensPerSec float64 `json:"generation_tokens_per_sec"`
+	// PrefixCacheHitRate is the share of prompt tokens looked up in the
+	// prefix cache that were found there, between the two scrapes;
+	// HasPrefixRate is false when none were looked up.
+	PrefixCacheHitRate float64 `json:"prefix_cache_hit_rate,omitempty"`
+	HasPrefixRate      bool    `json:"-"`
 	// Valid is false when there was nothing to compute from: a missing scrape on
 	// either side, or no time between them.
 	Valid bool `json:"valid"`
@@ -23,12 +28,17 @@ func ComputeRates(prev, cur *BackendStats, dt time.Duration) Rates {
 	}
 	s := dt.Seconds()
 	restarted := prev.Engine != cur.Engine
-	return Rates{
+	r := Rates{
 		PreemptionsPerSec:      counterIncrease(prev.PreemptionsTotal, cur.PreemptionsTotal, restarted) / s,
 		PromptTokensPerSec:     counterIncrease(prev.PromptTokensTotal, cur.PromptTokensTotal, restarted) / s,
 		GenerationTokensPerSec: counterIncrease(prev.GenerationTokensTotal, cur.GenerationTokensTotal, restarted) / s,
 		Valid:                  true,
 	}
+	if q := counterIncrease(prev.PrefixQueriesTotal, cur.PrefixQueriesTotal, restarted); q > 0 {
+		r.PrefixCacheHitRate = min(counterIncrease(prev.PrefixHitsTotal, cur.PrefixHitsTotal, restarted)/q, 1)
+		r.HasPrefixRate = true
+	}
+	return r
 }
 
 // counterIncrease is how much a counter grew from prev to cur, reading a drop as

@@ -37,6 +37,9 @@ type BackendReport struct {
 	PreemptionsPerSecond      *float64 `json:"preemptions_per_second"`
 	GenerationTokensPerSecond *float64 `json:"generation_tokens_per_second"`
 	PromptTokensPerSecond     *float64 `json:"prompt_tokens_per_second"`
+	// PrefixCacheHitRate is the share of looked-up prompt tokens the backend
+	// found in its prefix cache between its last two scrapes.
+	PrefixCacheHitRate *float64 `json:"prefix_cache_hit_rate,omitempty"`
 
 	ScrapeAgeSeconds    *float64 `json:"scrape_age_seconds"`
 	LastError           string   `json:"last_error,omitempty"`
@@ -98,6 +101,9 @@ func NewReport(views []BackendView, now time.Time) Report {
 				b.PreemptionsPerSecond = ptr(v.Rates.PreemptionsPerSec)
 				b.GenerationTokensPerSecond = ptr(v.Rates.GenerationTokensPerSec)
 				b.PromptTokensPerSecond = ptr(v.Rates.PromptTokensPerSec)
+				if v.Rates.HasPrefixRate {
+					b.PrefixCacheHitRate = ptr(v.Rates.PrefixCacheHitRate)
+				}
 			}
 		}
 		r.Summary.Backends++

@@ -28,6 +28,10 @@ type BackendStats struct {
 	PreemptionsTotal      float64 `json:"preemptions_total"`
 	PromptTokensTotal     float64 `json:"prompt_tokens_total"`
 	GenerationTokensTotal float64 `json:"generation_tokens_total"`
+	// PrefixQueriesTotal and PrefixHitsTotal count prompt tokens looked up in
+	// and found in vLLM's prefix cache.
+	PrefixQueriesTotal float64 `json:"prefix_cache_queries_total,omitempty"`
+	PrefixHitsTotal    float64 `json:"prefix_cache_hits_total,omitempty"`
 
 	// TTFT is the server's own time-to-first-token histogram, summed over engines.
 	TTFT Histogram `json:"-"`

@@ -53,6 +53,10 @@ type Backend struct {
 	// has cached; key is the backend's fixed rendezvous-hash key.
 	prefix *prefixSet
 	key    uint64
+	// prefixPrompt, prefixCached and prefixPredicted sum, over requests whose
+	// backend reported cached tokens, their prompt tokens, the cached ones it
+	// reported and the cached ones the index predicted.
+	prefixPrompt, prefixCached, prefixPredicted atomic.Int64
 	// models are the sorted model ids the backend serves; nil = unknown.
 	models atomic.Pointer[[]string]
 	// created stands in for the time of the last rotation change of a backend

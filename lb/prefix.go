@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"math"
 	"sync"
 )
 
@@ -215,20 +216,53 @@ func (s *prefixSet) reset() {
 }
 
 // ObserveCached corrects the index with what the backend reported: the
-// prompt tokens it found cached for the lease's request. Blocks predicted
+// prompt tokens it found cached for the lease's request, of prompt. Blocks predicted
 // cached beyond what came true are dropped from the backend's index, so one
 // wrong belief does not keep drawing the prefix to a backend that evicted it.
 // It returns the prediction it judged.
-func (l *Lease) ObserveCached(actual int64) (predicted int64) {
+func (l *Lease) ObserveCached(actual, prompt int64) (predicted int64) {
 	predicted = l.work.CachedTokens
-	chain := l.work.Prefix
-	if actual >= predicted || len(chain) == 0 || l.work.PromptTokens <= 0 {
+	if prompt <= 0 {
 		return predicted
 	}
-	keep := int(min(int64(len(chain)), actual*int64(len(chain))/l.work.PromptTokens))
+	l.b.prefixPrompt.Add(prompt)
+	l.b.prefixCached.Add(min(actual, prompt))
+	l.b.prefixPredicted.Add(min(predicted, prompt))
+	chain := l.work.Prefix
+	if actual >= predicted || len(chain) == 0 {
+		return predicted
+	}
+	keep := int(min(int64(len(chain)), actual*int64(len(chain))/prompt))
 	l.b.prefix.drop(chain[keep:])
 	return predicted
 }
 
 // PrefixBlocks is the number of blocks in the backend's prefix index.
 func (b *Backend) PrefixBlocks() int { return b.prefix.size() }
+
+// PrefixStats is a backend's prefix cache as the gateway sees it.
+type PrefixStats struct {
+	// IndexBlocks is how many prompt blocks the index believes it holds, of
+	// at most IndexLimit.
+	IndexBlocks int `json:"index_blocks"`
+	IndexLimit  int `json:"index_limit"`
+	// CachedShare is the share of prompt tokens the backend reported cached
+	// (usage.prompt_tokens_details.cached_tokens) over the requests that
+	// reported it; PredictedShare what the index predicted for them.
+	CachedShare    *float64 `json:"cached_share,omitempty"`
+	PredictedShare *float64 `json:"predicted_share,omitempty"`
+}
+
+// PrefixStats returns b's prefix view.
+func (b *Backend) PrefixStats() PrefixStats {
+	s := b.prefix
+	s.mu.RLock()
+	st := PrefixStats{IndexBlocks: len(s.at), IndexLimit: s.limit}
+	s.mu.RUnlock()
+	if prompt := b.prefixPrompt.Load(); prompt > 0 {
+		cached := math.Round(float64(b.prefixCached.Load())/float64(prompt)*1000) / 1000
+		predicted := math.Round(float64(b.prefixPredicted.Load())/float64(prompt)*1000) / 1000
+		st.CachedShare, st.PredictedShare = &cached, &predicted
+	}
+	return st
+}

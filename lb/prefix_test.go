@@ -184,11 +184,15 @@ func TestObserveCachedDropsWrongBeliefs(t *testing.T) {
 	work := Work{PromptTokens: 1600, Prefix: chain}
 	work.CachedTokens = bs[0].CachedTokens(work)
 	l := bs[0].Acquire(work)
-	if pred := l.ObserveCached(800); pred != 1600 {
+	if pred := l.ObserveCached(800, 1600); pred != 1600 {
 		t.Fatalf("predicted %d", pred)
 	}
 	if got := bs[0].prefix.match(chain); got != 50 {
 		t.Fatalf("after half came true the index holds %d blocks, want 50", got)
+	}
+	st := bs[0].PrefixStats()
+	if st.IndexBlocks != 50 || *st.CachedShare != 0.5 || *st.PredictedShare != 1 {
+		t.Fatalf("stats %+v cached %v predicted %v", st, *st.CachedShare, *st.PredictedShare)
 	}
 }
 
