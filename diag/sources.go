@@ -3,6 +3,8 @@ package diag
 import (
 	"context"
 	"io"
+	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -103,4 +105,18 @@ func (m *Monitor) readSource(ctx context.Context, f fetcher, maxAge time.Duratio
 	r.at = m.now()
 	rd.fetched, rd.took = true, time.Since(t0)
 	return rd
+}
+
+// ExpandSourceURL fills {host}, {port} and {upstream} in tmpl from a backend
+// address "host:port".
+func ExpandSourceURL(tmpl, upstream string) string {
+	host, port, err := net.SplitHostPort(upstream)
+	if err != nil {
+		host = upstream
+	}
+	hostForURL := host
+	if strings.Contains(host, ":") {
+		hostForURL = "[" + host + "]"
+	}
+	return strings.NewReplacer("{host}", hostForURL, "{port}", port, "{upstream}", upstream).Replace(tmpl)
 }
