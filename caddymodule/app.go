@@ -265,6 +265,7 @@ type fleet struct {
 	estimator *traffic.Estimator
 	patterns  *patterns.Patterns
 	ttft      *diag.TTFTTracker                    // the gateway's TTFT per backend, for the outlier rule
+	outputs   outputLengths                        // per model, for the decode term
 	capacity  atomic.Pointer[CapacityConfig]       // the newest config's
 	ttftRule  atomic.Pointer[diag.TTFTOutlierRule] // the newest config's, for the report
 	startedAt time.Time                            // The patterns report costs milliseconds; health checks, admin calls and

@@ -167,7 +167,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		refuse(w, re)
 		return nil
 	}
-	caddyhttp.SetVar(r.Context(), workVar, lb.Work{Model: req.Model, PromptTokens: int64(c.promptEstimate), MaxTokens: int64(req.MaxTokens), Prefix: req.PrefixHashes})
+	caddyhttp.SetVar(r.Context(), workVar, lb.Work{Model: req.Model, PromptTokens: int64(c.promptEstimate), MaxTokens: int64(req.MaxTokens), Prefix: req.PrefixHashes,
+		ExpectedOutput: h.fleet.outputs.expected(req, c.metricModel)})
 	c.key = h.clientKey(r)
 	if h.limiter != nil {
 		ticket, ok := h.admit(w, c.key, int64(c.promptEstimate)+req.MaxOutputTokens(req.EstimatedLongestPrompt, maxModelLen))

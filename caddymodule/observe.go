@@ -356,6 +356,14 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 	}
 	if ok {
 		h.fleet.observePattern(c, res, prompt, output, now)
+		if res.UsageReported {
+			h.fleet.outputs.observe(model, output)
+		}
+		if gap := meanGap(res); gap > 0 && backend != "" {
+			if b, found := h.fleet.pool.Lookup(backend); found {
+				b.ObserveITL(gap)
+			}
+		}
 		if res.Stream && backend != "" {
 			h.fleet.ttft.Observe(backend, res.TTFT, prompt, now)
 		}

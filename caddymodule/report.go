@@ -29,6 +29,10 @@ func buildReport(f *fleet, now time.Time, showKeys bool) report.FleetReport {
 			br.Rotation = lbb.Rotation(now)
 			ps := lbb.PrefixStats()
 			br.Prefix = &ps
+			if itl := lbb.ITL(); itl > 0 {
+				v := math.Round(itl.Seconds()*1e5) / 1e5
+				br.InterTokenSeconds = &v
+			}
 		}
 		r.Summary.CanServe = r.Summary.CanServe || br.InRotation()
 		switch br.Rotation.State {

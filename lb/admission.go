@@ -13,7 +13,7 @@ import (
 // that can take traffic it reports false: there is nothing to wait for, and the
 // proxy should fail fast.
 func (p *Pool) Saturated(cands []*Backend, w *Weights, now time.Time) bool {
-	median := p.MedianSpeed(now)
+	median := p.medians(now)
 	up := false
 	for _, b := range cands {
 		sn := b.snapshot(now)

@@ -43,6 +43,9 @@ type Backend struct {
 	omu       sync.Mutex
 	fails     failures
 	probation bool // back from an ejection: one failure ejects again
+	// itl is the EWMA of the gateway's observed time between tokens of
+	// this backend's streams, seconds; 0 until one is seen.
+	itl float64
 
 	mu    sync.RWMutex
 	stats Stats
@@ -110,6 +113,10 @@ type Work struct {
 	// CachedTokens is, once a backend is picked, how many prompt tokens it
 	// is expected to hold already: prefill it need not do.
 	CachedTokens int64
+	// ExpectedOutput is the output tokens the request is expected to
+	// generate (its max_tokens, or the model's recent typical length); 0 =
+	// unknown.
+	ExpectedOutput int64
 }
 
 // tokens is the KV footprint charged for lag compensation: the rule of
@@ -174,4 +181,30 @@ func (l *Lease) Done() {
 	if l.b.epoch.Load() == l.epoch {
 		l.b.lagTokens.Add(-l.work.tokens())
 	}
+}
+
+// itlAlpha weights one stream's mean inter-token time against the past:
+// many streams finish per second on a busy backend, and one long stream's
+// pauses should not swing its price.
+const itlAlpha = 0.05
+
+// ObserveITL records the mean time between tokens of one of b's streams.
+func (b *Backend) ObserveITL(gap time.Duration) {
+	if gap <= 0 {
+		return
+	}
+	b.omu.Lock()
+	defer b.omu.Unlock()
+	if b.itl == 0 {
+		b.itl = gap.Seconds()
+		return
+	}
+	b.itl += itlAlpha * (gap.Seconds() - b.itl)
+}
+
+// ITL is the gateway's EWMA of b's inter-token time; 0 while unknown.
+func (b *Backend) ITL() time.Duration {
+	b.omu.Lock()
+	defer b.omu.Unlock()
+	return time.Duration(b.itl * float64(time.Second))
 }

@@ -95,11 +95,20 @@ func (p *Pool) UpdateStats(addr string, s Stats) {
 // with scrapes, not with requests.
 const speedRefresh = 250 * time.Millisecond
 
+// fleetMedians are the fleet's medians the relative terms compare with.
+type fleetMedians struct {
+	speed float64 // generated tokens/s per running sequence, scraped
+	itl   float64 // seconds between tokens, as the gateway observes them
+}
+
 // MedianSpeed is the median per-sequence generation speed over backends that
-// have one, recomputed at most every speedRefresh. Picks read the cached value
-// without locking; one of them refreshes it when it is old, the others go on
-// with the old value rather than wait.
-func (p *Pool) MedianSpeed(now time.Time) float64 {
+// have one.
+func (p *Pool) MedianSpeed(now time.Time) float64 { return p.medians(now).speed }
+
+// medians are recomputed at most every speedRefresh. Picks read the cached
+// value without locking; one of them refreshes it when it is old, the others
+// go on with the old value rather than wait.
+func (p *Pool) medians(now time.Time) fleetMedians {
 	if c := p.median.Load(); c != nil && now.Sub(c.at) < speedRefresh {
 		return c.value
 	}
@@ -115,28 +124,39 @@ func (p *Pool) MedianSpeed(now time.Time) float64 {
 	}
 	p.mu.RLock()
 	speeds := make([]float64, 0, len(p.backends))
+	itls := make([]float64, 0, len(p.backends))
 	for _, b := range p.backends {
 		b.mu.RLock()
 		if b.speed > 0 {
 			speeds = append(speeds, b.speed)
 		}
 		b.mu.RUnlock()
+		b.omu.Lock()
+		if b.itl > 0 {
+			itls = append(itls, b.itl)
+		}
+		b.omu.Unlock()
 	}
 	p.mu.RUnlock()
-	var median float64
-	if n := len(speeds); n > 0 {
-		slices.Sort(speeds)
-		median = speeds[n/2]
-		if n%2 == 0 {
-			median = (speeds[n/2-1] + speeds[n/2]) / 2
-		}
+	m := fleetMedians{speed: median(speeds), itl: median(itls)}
+	p.median.Store(&cachedMedian{value: m, at: now})
+	return m
+}
+
+func median(xs []float64) float64 {
+	n := len(xs)
+	if n == 0 {
+		return 0
 	}
-	p.median.Store(&cachedMedian{value: median, at: now})
-	return median
+	slices.Sort(xs)
+	if n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return xs[n/2]
 }
 
 type cachedMedian struct {
-	value float64
+	value fleetMedians
 	at    time.Time
 }
 
@@ -147,12 +167,13 @@ const P2CThreshold = 64
 // Pick returns the index of the candidate with the lowest cost for work, or -1
 // when none can take traffic. Backends out of rotation (draining, drained) never
 // get new requests. The others fall in classes, and the first class that has a
-// candidate wins: free, saturated, failing (most of their recent requests
+// candidate wins: free, saturated, too full to hold the request (the one with
+// the most free KV cache wins), failing (most of their recent requests
 // failed), then down or ejected, a last resort. Within it, a request with a
 // prefix goes to the rendezvous choice among those within Margin of the
 // cheapest (see choose); others to the cheapest, ties broken at random.
 func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int {
-	median := p.MedianSpeed(now)
+	median := p.medians(now)
 	pc := w.Prefix
 	if pc.Disabled {
 		work.Prefix = nil
@@ -183,6 +204,9 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int 
 		}
 		s := b.score(&sn, work, w, median, now)
 		class := classify(&sn, s)
+		if class == noFit {
+			s.cost = -s.freeKV // the most room, not the least cost
+		}
 		if scan {
 			costs[i], classOf[i] = s.cost, uint8(class)
 		}
@@ -193,7 +217,7 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int 
 		if c.i < 0 {
 			continue
 		}
-		if !scan || len(work.Prefix) == 0 {
+		if !scan || len(work.Prefix) == 0 || class == noFit {
 			return c.i
 		}
 		return choose(cands, costs[:len(cands)], classOf[:len(cands)], uint8(class), c.cost*(1+pc.Margin), anchor(work.Prefix))
@@ -205,6 +229,7 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int 
 const (
 	upFree = iota
 	upSaturated
+	noFit // cannot hold the request: the one with the most free KV wins
 	failing
 	down
 	classes
@@ -216,6 +241,8 @@ func classify(sn *snapshot, s score) int {
 		return down
 	case sn.failed >= failingFraction:
 		return failing
+	case !s.fits:
+		return noFit
 	case s.saturated:
 		return upSaturated
 	}
@@ -286,7 +313,7 @@ func better(best int, bestCost float64, ties int, i int, cost float64) (int, flo
 // home, where the prefix is most likely cached, so sampling cannot miss it.
 // It gives up (-1) after a few draws so that a mostly unavailable pool falls
 // back to the full scan.
-func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, pc PrefixConfig, median float64, now time.Time) int {
+func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, pc PrefixConfig, median fleetMedians, now time.Time) int {
 	best, bestCost := -1, 0.0
 	consider := func(i int) bool {
 		sn := cands[i].snapshot(now)
@@ -294,7 +321,7 @@ func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, pc PrefixConfig,
 			return false
 		}
 		s := cands[i].score(&sn, work, w, median, now)
-		if s.saturated {
+		if s.saturated || !s.fits {
 			return false
 		}
 		if best < 0 || s.cost < bestCost || (s.cost == bestCost && rand.IntN(2) == 0) {
@@ -311,10 +338,15 @@ func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, pc PrefixConfig,
 		}
 		consider(home)
 	}
-	n := 0
+	n, first := 0, -1
 	for try := 0; try < 8 && n < 2; try++ {
-		if consider(rand.IntN(len(cands))) {
+		i := rand.IntN(len(cands))
+		if i == first {
+			continue // two different samples, or a busy one can win alone
+		}
+		if consider(i) {
 			n++
+			first = i
 		}
 	}
 	if n < 2 {

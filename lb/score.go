@@ -24,6 +24,13 @@ type Weights struct {
 	// FailWeight scales the failure term: 1 prices a backend at the expected
 	// number of attempts a request needs there.
 	FailWeight float64 `json:"fail_weight,omitempty"`
+	// DecodeUnit is how many expected output tokens weigh like one request,
+	// at the fleet's median inter-token time; a negative value turns the
+	// decode term off.
+	DecodeUnit float64 `json:"decode_unit,omitempty"`
+	// DecodeReserve is the output tokens a request must find KV room for
+	// beside its prompt (at most its max_tokens) for the fit filter.
+	DecodeReserve float64 `json:"decode_reserve,omitempty"`
 	// SaturatedKV and SaturatedWaiting mark a backend to avoid unless all are.
 	SaturatedKV      float64 `json:"saturated_kv,omitempty"`
 	SaturatedWaiting float64 `json:"saturated_waiting,omitempty"`
@@ -43,6 +50,8 @@ func DefaultWeights() Weights {
 		WaitWeight:       1,
 		SpeedWeight:      1,
 		FailWeight:       1,
+		DecodeUnit:       64,
+		DecodeReserve:    256,
 		SaturatedKV:      0.95,
 		SaturatedWaiting: 16,
 		StaleAfter:       3 * time.Second,
@@ -65,6 +74,8 @@ func (w Weights) WithDefaults() Weights {
 	or(&w.WaitWeight, d.WaitWeight)
 	or(&w.SpeedWeight, d.SpeedWeight)
 	or(&w.FailWeight, d.FailWeight)
+	or(&w.DecodeUnit, d.DecodeUnit)
+	or(&w.DecodeReserve, d.DecodeReserve)
 	or(&w.SaturatedKV, d.SaturatedKV)
 	or(&w.SaturatedWaiting, d.SaturatedWaiting)
 	if w.StaleAfter <= 0 {
@@ -89,6 +100,22 @@ const (
 type score struct {
 	cost      float64
 	saturated bool
+	// fits is false when the backend's free KV (what the cached prefix
+	// saves counted free) cannot hold the prompt and a decode reserve.
+	fits   bool
+	freeKV float64 // tokens; +Inf while unknown
+}
+
+// kvNeed is the KV room a request needs: its prompt and the decode reserve
+// (its max_tokens when smaller). vLLM admits a request whose prompt fits and
+// preempts others as decode grows; the simulated fleets that stand for KV-
+// tight production end a stream that finds no room with an error.
+func kvNeed(work Work, w *Weights) float64 {
+	reserve := w.DecodeReserve
+	if work.MaxTokens > 0 {
+		reserve = min(reserve, float64(work.MaxTokens))
+	}
+	return float64(work.PromptTokens) + reserve
 }
 
 // load is the backend's in-flight work in request units.
@@ -100,6 +127,37 @@ func (b *Backend) load(w *Weights) float64 {
 // sequence, and the prefill of the prompt tokens the backend does not hold.
 func requestWeight(work Work, cached int64, w *Weights) float64 {
 	return 1 + float64(max(work.PromptTokens-cached, 0))/w.PromptUnit
+}
+
+// decodeWeight is the request's own decode, in the same units: its expected
+// output tokens over DecodeUnit, at the backend's inter-token time relative
+// to the fleet's. Identical backends all add the same, so it changes nothing
+// between them; a backend that decodes 3x slower charges a long generation
+// three times its decode, and wins it only when the others are that much
+// busier, while a short one may still go there.
+func decodeWeight(work Work, relITL float64, w *Weights) float64 {
+	if w.DecodeUnit <= 0 || work.ExpectedOutput <= 0 {
+		return 0
+	}
+	return float64(work.ExpectedOutput) / w.DecodeUnit * relITL
+}
+
+// itlDeadBand ignores inter-token differences within ±30 %: healthy
+// replicas' ITL moves with their batch size, and chasing that noise herds
+// long requests onto whichever looked fastest a moment ago.
+const itlDeadBand = 1.3
+
+// relativeITL is the backend's inter-token time over the fleet's median,
+// clamped to [1/3, 5] and 1 within the dead band or while either is unknown.
+func relativeITL(itl, median float64) float64 {
+	if itl <= 0 || median <= 0 {
+		return 1
+	}
+	rel := min(max(itl/median, 1.0/3), 5)
+	if rel > 1/itlDeadBand && rel < itlDeadBand {
+		return 1
+	}
+	return rel
 }
 
 // cachedTokens estimates the prompt tokens a backend holds when it holds
@@ -161,6 +219,7 @@ type snapshot struct {
 	active bool    // in rotation
 	down   bool    // unreachable by scrape, or ejected: a last resort
 	failed float64 // recent failure fraction
+	itl    float64 // the gateway's observed inter-token time, seconds; 0 = unknown
 	stats  Stats
 	speed  float64
 	ramp   float64
@@ -168,7 +227,7 @@ type snapshot struct {
 
 func (b *Backend) snapshot(now time.Time) snapshot {
 	b.omu.Lock()
-	failed := b.fails.fraction(now)
+	failed, itl := b.fails.fraction(now), b.itl
 	b.omu.Unlock()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -176,6 +235,7 @@ func (b *Backend) snapshot(now time.Time) snapshot {
 		active: b.state.State == Active,
 		down:   b.state.health.Down || b.state.eject.in(now),
 		failed: failed,
+		itl:    itl,
 		stats:  b.stats,
 		speed:  b.speed,
 		ramp:   b.state.rampAt(now),
@@ -185,14 +245,21 @@ func (b *Backend) snapshot(now time.Time) snapshot {
 // score computes b's cost for work from its snapshot. Stats older than
 // StaleAfter are not used: a backend we know nothing fresh about is scored on its
 // load alone.
-func (b *Backend) score(sn *snapshot, work Work, w *Weights, medianSpeed float64, now time.Time) score {
-	cost := b.load(w) + requestWeight(work, b.CachedTokens(work), w)
+func (b *Backend) score(sn *snapshot, work Work, w *Weights, medians fleetMedians, now time.Time) score {
+	medianSpeed, medianITL := medians.speed, medians.itl
+	cached := b.CachedTokens(work)
+	cost := b.load(w) + requestWeight(work, cached, w) + decodeWeight(work, relativeITL(sn.itl, medianITL), w)
 	var saturated bool
+	fits, free := true, math.Inf(1)
 	if st := &sn.stats; !st.At.IsZero() && now.Sub(st.At) <= w.StaleAfter {
 		if st.HasKV {
 			kv := b.estimatedKV(st)
 			saturated = kv >= w.SaturatedKV
 			cost *= kvFactor(kv, w)
+			if st.CapacityTokens > 0 {
+				free = float64(st.CapacityTokens)*(1-kv) + float64(cached)
+				fits = free >= kvNeed(work, w)
+			}
 		}
 		if st.HasRates {
 			cost *= preemptFactor(st.PreemptionsPerSec, w)
@@ -202,5 +269,5 @@ func (b *Backend) score(sn *snapshot, work Work, w *Weights, medianSpeed float64
 		cost /= speedFactor(sn.speed, medianSpeed, w)
 	}
 	cost *= failFactor(sn.failed, w)
-	return score{cost: cost / sn.ramp, saturated: saturated}
+	return score{cost: cost / sn.ramp, saturated: saturated, fits: fits, freeKV: free}
 }

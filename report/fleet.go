@@ -45,6 +45,9 @@ type Backend struct {
 	// over the rest of the fleet's, as the ttft_outlier rule sees it; absent
 	// until both sides have enough requests.
 	TTFTVsFleet *float64 `json:"ttft_vs_fleet,omitempty"`
+	// InterTokenSeconds is the gateway's running average of the time between
+	// tokens of the backend's streams, the decode term's input.
+	InterTokenSeconds *float64 `json:"inter_token_seconds,omitempty"`
 	// Prefix is the backend's prefix cache as the gateway's index sees it.
 	Prefix *lb.PrefixStats `json:"prefix,omitempty"`
 }
