@@ -376,19 +376,10 @@ func (f *fleet) logTransitions(ts []lb.Transition) {
 			ejectionsTotal.WithLabelValues(t.Addr, t.Outcome.String()).Inc()
 		case t.From == lb.Active:
 			for _, reason := range t.Reasons {
-				drainsTotal.WithLabelValues(reasonKind(reason)).Inc()
+				drainsTotal.WithLabelValues(string(diag.KindOf(reason))).Inc()
 			}
 		}
 	}
-}
-
-// reasonKind is a reason's first word ("preemption_storm 3.1/s" → "preemption_storm"):
-// a bounded label, unlike the reason itself.
-func reasonKind(reason string) string {
-	if i := strings.IndexByte(reason, ' '); i > 0 {
-		return reason[:i]
-	}
-	return reason
 }
 
 // Destruct stops the scrape loop when the last config releases the fleet.

@@ -143,11 +143,13 @@ var _ caddyfile.Unmarshaler = (*App)(nil)
 //
 //	drain {
 //		max_fraction  0.5
-//		after         10s
+//		drain_after   10s
 //		restore_after 60s
 //		slow_start    30s
 //		off
 //	}
+//
+// drain_after was `after` in older Caddyfiles, which is still accepted.
 func parseDrain(d *caddyfile.Dispenser) (*lb.DrainConfig, error) {
 	var c lb.DrainConfig
 	if d.NextArg() {
@@ -170,13 +172,13 @@ func parseDrain(d *caddyfile.Dispenser) (*lb.DrainConfig, error) {
 				return nil, d.Errf("max_fraction: want a number in (0, 1], got %q", val)
 			}
 			c.MaxFraction = f
-		case "after", "restore_after", "slow_start":
+		case "drain_after", "after", "restore_after", "slow_start":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil || dur <= 0 {
 				return nil, d.Errf("%s: want a positive duration, got %q", name, val)
 			}
 			switch name {
-			case "after":
+			case "drain_after", "after":
 				c.DrainAfter = dur
 			case "restore_after":
 				c.RestoreAfter = dur

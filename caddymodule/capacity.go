@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/lb"
 	"github.com/llmgate/llmgate/patterns"
 	"github.com/llmgate/llmgate/report"
@@ -77,7 +78,7 @@ func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 func instancesServing(f *fleet, model string, now time.Time) int {
 	n := 0
 	for _, b := range lb.ForModel(f.pool.Backends(), model) {
-		if b.Rotation(now).State != lb.Active || f.monitor.State(b.Addr) == "down" {
+		if b.Rotation(now).State != lb.Active || f.monitor.State(b.Addr) == diag.Down {
 			continue
 		}
 		n++

@@ -222,7 +222,7 @@ http://%s {
 		testutil.Eventually(t, addr+" "+state+" "+reason, func() (bool, string) {
 			r, _, raw := getReport(t, healthURL)
 			b, ok := findBackend(r, addr)
-			if !ok || b.State != state {
+			if !ok || string(b.State) != state {
 				return false, raw
 			}
 			if reason == "" {

@@ -14,19 +14,21 @@ import (
 
 // parseHealthRules reads the `health { ... }` block of the llm global option.
 // Every rule is on with its default unless the block says otherwise; `<rule> off`
-// turns one off.
+// turns one off. A rule that gives one kind of reason is named for it (see
+// diag.ReasonKind); the names older configs used are accepted too
+// (healthRuleAliases).
 //
 //	health {
 //		pcie_downgrade busy 10
-//		hw_throttle on
+//		hw_slowdown on
 //		xid 5m
-//		ecc 5m
-//		preemption_rate 1/s for 30s
+//		ecc_uncorrected 5m
+//		preemption_storm 1/s for 30s
 //		throughput_drop 0.5x for 60s baseline 10m
 //		kv_leak 30% for 30s
 //		ttft_outlier 3x for 60s window 60s min 200ms
 //		swap 256MiB
-//		scrape_failures 3
+//		scrape_failed 3
 //		stale_after 30s
 //	}
 func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
@@ -35,7 +37,11 @@ func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
 		return nil, d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		rule := d.Val()
+		rule := d.Val() // as typed, for errors
+		name := rule
+		if n, ok := healthRuleAliases[rule]; ok {
+			name = n
+		}
 		args := d.RemainingArgs()
 		if len(args) == 0 {
 			return nil, d.Errf("health %s: missing value (or off)", rule)
@@ -45,7 +51,7 @@ func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
 			return nil, d.Errf("health %s off: unexpected %q", rule, args[1])
 		}
 		var err error
-		switch rule {
+		switch name {
 		case "pcie_downgrade":
 			r.PCIeDowngrade.Disabled = off
 			if !off {
@@ -53,14 +59,14 @@ func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
 					"busy": floatInto(&r.PCIeDowngrade.BusyUtilPercent, "%"),
 				}, "on")
 			}
-		case "hw_throttle":
+		case "hw_slowdown":
 			r.HWSlowdown.Disabled = off
 			if !off && (args[0] != "on" || len(args) > 1) {
-				return nil, d.Errf("health hw_throttle: want on or off")
+				return nil, d.Errf("health %s: want on or off", rule)
 			}
-		case "xid", "ecc":
+		case "xid", "ecc_uncorrected":
 			w := &r.XID
-			if rule == "ecc" {
+			if name == "ecc_uncorrected" {
 				w = &r.ECCUncorrected
 			}
 			w.Disabled = off
@@ -70,7 +76,7 @@ func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
 					return nil, d.ArgErr()
 				}
 			}
-		case "preemption_rate":
+		case "preemption_storm":
 			p := &r.PreemptionStorm
 			p.Disabled = off
 			if !off {
@@ -102,7 +108,7 @@ func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
 				}
 			}
 		case "kv_leak":
-			k := &r.IdleKV
+			k := &r.KVLeak
 			k.Disabled = off
 			if !off {
 				var pct float64
@@ -118,10 +124,10 @@ func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
 				n, err = humanize.ParseBytes(args[0])
 				r.Swap.MaxBytes = float64(n)
 			}
-		case "scrape_failures":
-			r.ScrapeFailures.Disabled = off
+		case "scrape_failed":
+			r.ScrapeFailed.Disabled = off
 			if !off {
-				r.ScrapeFailures.After, err = strconv.Atoi(args[0])
+				r.ScrapeFailed.After, err = strconv.Atoi(args[0])
 			}
 		case "stale_after":
 			err = durationInto(&r.StaleAfter)(args[0])
@@ -133,6 +139,15 @@ func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
 		}
 	}
 	return &r, nil
+}
+
+// healthRuleAliases maps the health rule names older Caddyfiles used to the
+// names they have now.
+var healthRuleAliases = map[string]string{
+	"hw_throttle":     "hw_slowdown",
+	"ecc":             "ecc_uncorrected",
+	"preemption_rate": "preemption_storm",
+	"scrape_failures": "scrape_failed",
 }
 
 // keywords parses "key value key value ..." pairs; a leading bare word equal to

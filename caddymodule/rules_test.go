@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/llmgate/llmgate/diag"
 )
 
 func parseApp(t *testing.T, src string) (*App, error) {
@@ -24,13 +26,13 @@ func TestGlobalOptionAndHealthRules(t *testing.T) {
 		agent http://{host}:9109/diag
 		health {
 			pcie_downgrade busy 25
-			hw_throttle off
+			hw_slowdown off
 			xid 10m
-			ecc off
-			preemption_rate 2/s for 45s
+			ecc_uncorrected off
+			preemption_storm 2/s for 45s
 			throughput_drop 0.3x for 2m baseline 20m
 			swap 1GiB
-			scrape_failures 5
+			scrape_failed 5
 			stale_after 1m
 			ttft_outlier 4x for 2m min 500ms
 		}
@@ -47,7 +49,7 @@ func TestGlobalOptionAndHealthRules(t *testing.T) {
 	case r.PCIeDowngrade.BusyUtilPercent != 25 || r.PCIeDowngrade.Disabled:
 		t.Errorf("pcie: %+v", r.PCIeDowngrade)
 	case !r.HWSlowdown.Disabled:
-		t.Errorf("hw_throttle off not applied")
+		t.Errorf("hw_slowdown off not applied")
 	case time.Duration(r.XID.Window) != 10*time.Minute || !r.ECCUncorrected.Disabled:
 		t.Errorf("xid/ecc: %+v %+v", r.XID, r.ECCUncorrected)
 	case r.PreemptionStorm.PerSecond != 2 || time.Duration(r.PreemptionStorm.For) != 45*time.Second:
@@ -58,11 +60,57 @@ func TestGlobalOptionAndHealthRules(t *testing.T) {
 	case r.TTFTOutlier.Ratio != 4 || time.Duration(r.TTFTOutlier.For) != 2*time.Minute ||
 		time.Duration(r.TTFTOutlier.MinTTFT) != 500*time.Millisecond:
 		t.Errorf("ttft_outlier: %+v", r.TTFTOutlier)
-	case r.Swap.MaxBytes != 1<<30 || r.ScrapeFailures.After != 5 || time.Duration(r.StaleAfter) != time.Minute:
-		t.Errorf("swap/scrape/stale: %+v %+v %v", r.Swap, r.ScrapeFailures, r.StaleAfter)
+	case r.Swap.MaxBytes != 1<<30 || r.ScrapeFailed.After != 5 || time.Duration(r.StaleAfter) != time.Minute:
+		t.Errorf("swap/scrape/stale: %+v %+v %v", r.Swap, r.ScrapeFailed, r.StaleAfter)
 	}
 	if err := app.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The names older Caddyfiles used still set the same rules.
+func TestHealthRuleAliases(t *testing.T) {
+	old, err := parseApp(t, `llm { health {
+		hw_throttle off
+		ecc 10m
+		preemption_rate 2/s for 45s
+		scrape_failures 5
+	}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := parseApp(t, `llm { health {
+		hw_slowdown off
+		ecc_uncorrected 10m
+		preemption_storm 2/s for 45s
+		scrape_failed 5
+	}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *old.Health != *now.Health || !now.Health.HWSlowdown.Disabled || now.Health.ScrapeFailed.After != 5 {
+		t.Fatalf("aliases: %+v\nnames: %+v", *old.Health, *now.Health)
+	}
+	for alias, name := range healthRuleAliases {
+		if _, err := parseApp(t, "llm {\nhealth {\n"+name+" off\n}\n}"); err != nil {
+			t.Errorf("%s (for %s): %v", name, alias, err)
+		}
+	}
+	// Each rule named for a reason kind is accepted under that name.
+	for _, k := range []diag.ReasonKind{diag.ReasonScrapeFailed, diag.ReasonHWSlowdown, diag.ReasonXID,
+		diag.ReasonECCUncorrected, diag.ReasonPreemptionStorm, diag.ReasonThroughputDrop, diag.ReasonKVLeak,
+		diag.ReasonTTFTOutlier} {
+		if _, err := parseApp(t, "llm {\nhealth {\n"+string(k)+" off\n}\n}"); err != nil {
+			t.Errorf("%s: %v", k, err)
+		}
+	}
+	for _, name := range []string{"drain_after", "after"} {
+		d, err := parseApp(t, "llm {\ndrain {\n"+name+" 20s\n}\n}")
+		if err != nil || d.Drain.DrainAfter != 20*time.Second {
+			t.Fatalf("drain %s: %v %+v", name, err, d.Drain)
+		}
 	}
 }
 

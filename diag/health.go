@@ -44,14 +44,14 @@ func Evaluate(rules Rules, history []Sample) Verdict {
 	var rs reasons
 	state := Healthy
 
-	if !r.ScrapeFailures.Disabled {
+	if !r.ScrapeFailed.Disabled {
 		n := 0
 		for i := len(history) - 1; i >= 0 && history[i].Stats == nil; i-- {
 			n++
 		}
-		if n >= r.ScrapeFailures.After {
+		if n >= r.ScrapeFailed.After {
 			state = Down
-			rs.add("scrape_failed " + strconv.Itoa(n) + "x")
+			rs.add(ReasonScrapeFailed.with(strconv.Itoa(n) + "x"))
 		}
 	}
 	fresh := now.Add(-time.Duration(r.StaleAfter))
@@ -61,7 +61,7 @@ func Evaluate(rules Rules, history []Sample) Verdict {
 	if !r.Swap.Disabled {
 		if h := latestHost(history, fresh); h != nil {
 			if used := h.SwapTotalBytes - h.SwapFreeBytes; used > r.Swap.MaxBytes {
-				rs.add("swap_in_use " + formatBytes(used))
+				rs.add(ReasonSwapInUse.with(formatBytes(used)))
 			}
 		}
 	}
@@ -72,8 +72,8 @@ func Evaluate(rules Rules, history []Sample) Verdict {
 	if !r.ThroughputDrop.Disabled {
 		checkThroughput(&r.ThroughputDrop, history, now, &rs)
 	}
-	if !r.IdleKV.Disabled {
-		checkIdleKV(&r.IdleKV, history, now, &rs)
+	if !r.KVLeak.Disabled {
+		checkKVLeak(&r.KVLeak, history, now, &rs)
 	}
 
 	out := rs.sorted()

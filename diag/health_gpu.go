@@ -23,22 +23,22 @@ func checkGPUs(r *Rules, gpus []GPU, rs *reasons) {
 		if !r.PCIeDowngrade.Disabled && g.UtilPercent != nil && *g.UtilPercent >= r.PCIeDowngrade.BusyUtilPercent &&
 			g.PCIeGen != nil && g.PCIeGenMax != nil && g.PCIeWidth != nil && g.PCIeWidthMax != nil &&
 			(*g.PCIeGen < *g.PCIeGenMax || *g.PCIeWidth < *g.PCIeWidthMax) {
-			rs.add(fmt.Sprintf("pcie_downgraded gen%dx%d<gen%dx%d", *g.PCIeGen, *g.PCIeWidth, *g.PCIeGenMax, *g.PCIeWidthMax))
+			rs.add(ReasonPCIeDowngraded.with(fmt.Sprintf("gen%dx%d<gen%dx%d", *g.PCIeGen, *g.PCIeWidth, *g.PCIeGenMax, *g.PCIeWidthMax)))
 		}
 		const hwBits = ClockHWThermal | ClockHWPowerBrake | ClockHWSlowdown
 		if !r.HWSlowdown.Disabled && g.ClockEventReasons != nil && *g.ClockEventReasons&hwBits != 0 {
 			bits := *g.ClockEventReasons
-			gpu := " gpu" + strconv.Itoa(g.Index)
+			gpu := "gpu" + strconv.Itoa(g.Index)
 			if bits&ClockHWThermal != 0 {
-				rs.add("hw_thermal_slowdown" + gpu)
+				rs.add(ReasonHWThermalSlowdown.with(gpu))
 			}
 			if bits&ClockHWPowerBrake != 0 {
-				rs.add("hw_power_brake" + gpu)
+				rs.add(ReasonHWPowerBrake.with(gpu))
 			}
 			// NVML raises HW slowdown alongside the thermal and power-brake bits;
 			// on its own it is a slowdown with another cause (over-current).
 			if bits&ClockHWSlowdown != 0 && bits&(ClockHWThermal|ClockHWPowerBrake) == 0 {
-				rs.add("hw_slowdown" + gpu)
+				rs.add(ReasonHWSlowdown.with(gpu))
 			}
 		}
 	}
@@ -93,7 +93,7 @@ func checkGPUEvents(r *Rules, history []Sample, now time.Time, rs *reasons) {
 		if sum := &h.GPUSummary; sum.GPUs > 0 || sum.hasEvents() {
 			if xidOn {
 				for _, x := range sum.NewXIDs {
-					rs.add("xid " + strconv.FormatFloat(x, 'f', -1, 64))
+					rs.add(ReasonXID.with(strconv.FormatFloat(x, 'f', -1, 64)))
 				}
 			}
 			if eccOn {
@@ -114,7 +114,7 @@ func checkGPUEvents(r *Rules, history []Sample, now time.Time, rs *reasons) {
 				}
 				xid, isNew, inc := gpuChange(p, g)
 				if xidOn && isNew {
-					rs.add("xid " + strconv.FormatFloat(xid, 'f', -1, 64))
+					rs.add(ReasonXID.with(strconv.FormatFloat(xid, 'f', -1, 64)))
 				}
 				if eccOn && inc > 0 {
 					ecc = addECC(ecc, g.Index, g.UUID, inc)
@@ -124,7 +124,7 @@ func checkGPUEvents(r *Rules, history []Sample, now time.Time, rs *reasons) {
 		prev = cur
 	}
 	for _, e := range ecc {
-		rs.add("ecc_uncorrected gpu" + strconv.Itoa(e.index) + " +" + strconv.FormatFloat(e.inc, 'f', -1, 64))
+		rs.add(ReasonECCUncorrected.with("gpu" + strconv.Itoa(e.index) + " +" + strconv.FormatFloat(e.inc, 'f', -1, 64)))
 	}
 }
 

@@ -41,10 +41,10 @@ func pairs(history []Sample, from time.Time, fn func(prev, cur *BackendStats, at
 	return covered
 }
 
-// checkIdleKV fires when every successful scrape in the window, and the last one
+// checkKVLeak fires when every successful scrape in the window, and the last one
 // before it (so the window is covered), shows KV held with nothing running or
 // waiting.
-func checkIdleKV(r *IdleKVRule, history []Sample, now time.Time, rs *reasons) {
+func checkKVLeak(r *KVLeakRule, history []Sample, now time.Time, rs *reasons) {
 	from := now.Add(-time.Duration(r.For))
 	least := math.Inf(1)
 	covered := false
@@ -63,7 +63,7 @@ func checkIdleKV(r *IdleKVRule, history []Sample, now time.Time, rs *reasons) {
 		}
 	}
 	if covered {
-		rs.add("kv_leak " + strconv.Itoa(int(least*100)) + "% idle")
+		rs.add(ReasonKVLeak.with(strconv.Itoa(int(least*100)) + "% idle"))
 	}
 }
 
@@ -80,7 +80,7 @@ func checkPreemptions(r *RateRule, history []Sample, now time.Time, rs *reasons)
 		n++
 	})
 	if covered && n > 0 && minRate > r.PerSecond {
-		rs.add("preemption_storm " + strconv.FormatFloat(inc/secs, 'f', 1, 64) + "/s")
+		rs.add(ReasonPreemptionStorm.with(strconv.FormatFloat(inc/secs, 'f', 1, 64) + "/s"))
 	}
 }
 
@@ -141,7 +141,7 @@ func checkThroughput(r *ThroughputRule, history []Sample, now time.Time, rs *rea
 		return
 	}
 	ratio := recentSum / float64(recentN) / median
-	rs.add("throughput_drop " + strconv.FormatFloat(ratio, 'f', 1, 64) + "x baseline")
+	rs.add(ReasonThroughputDrop.with(strconv.FormatFloat(ratio, 'f', 1, 64) + "x baseline"))
 }
 
 // coveredAt reports whether a successful scrape at or before t exists.

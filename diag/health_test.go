@@ -71,7 +71,7 @@ func TestEvaluateEmpty(t *testing.T) {
 	})
 }
 
-func TestEvaluateScrapeFailures(t *testing.T) {
+func TestEvaluateScrapeFailed(t *testing.T) {
 	failLast := func(n, k int) []Sample {
 		return makeHistory(n, time.Second, func(i int, s *Sample) {
 			if i >= n-k {
@@ -80,9 +80,9 @@ func TestEvaluateScrapeFailures(t *testing.T) {
 		})
 	}
 	disabled := DefaultRules()
-	disabled.ScrapeFailures.Disabled = true
+	disabled.ScrapeFailed.Disabled = true
 	five := DefaultRules()
-	five.ScrapeFailures.After = 5
+	five.ScrapeFailed.After = 5
 	swapping := failLast(10, 3)
 	swapping[9].Host = &Host{SwapTotalBytes: 8 << 30, SwapFreeBytes: 6 << 30}
 	recovered := failLast(10, 4)
@@ -419,6 +419,49 @@ func TestRulesJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(bad), &r); err == nil {
 			t.Fatalf("%s accepted", bad)
 		}
+	}
+}
+
+// Configs written before the rules took their reasons' names still load; the
+// new name wins where both are given, and only the new one is written.
+func TestRulesJSONOldNames(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Rules
+	}{
+		{`{"idle_kv":{"min_usage":0.5},"scrape_failures":{"after":5}}`,
+			Rules{KVLeak: KVLeakRule{MinUsage: 0.5}, ScrapeFailed: CountRule{After: 5}}},
+		{`{"kv_leak":{"min_usage":0.4},"idle_kv":{"min_usage":0.5},"scrape_failed":{"disabled":true},"scrape_failures":{"after":5}}`,
+			Rules{KVLeak: KVLeakRule{MinUsage: 0.4}, ScrapeFailed: CountRule{Disabled: true}}},
+	} {
+		var r Rules
+		if err := json.Unmarshal([]byte(tc.in), &r); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(r, tc.want) {
+			t.Errorf("%s: got %+v, want %+v", tc.in, r, tc.want)
+		}
+	}
+	out, _ := json.Marshal(DefaultRules())
+	if !strings.Contains(string(out), `"kv_leak":`) || !strings.Contains(string(out), `"scrape_failed":`) ||
+		strings.Contains(string(out), "idle_kv") || strings.Contains(string(out), "scrape_failures") {
+		t.Errorf("written with old names: %s", out)
+	}
+}
+
+// Every reason Evaluate and the TTFT tracker give is of a listed kind.
+func TestReasonKinds(t *testing.T) {
+	kinds := ReasonKinds()
+	for _, reason := range []string{"scrape_failed 3x", "pcie_downgraded gen3x8<gen5x16", "hw_thermal_slowdown gpu1",
+		"hw_power_brake gpu1", "hw_slowdown gpu1", "xid 79", "ecc_uncorrected gpu0 +2", "preemption_storm 3.1/s",
+		"throughput_drop 0.4x baseline", "kv_leak 45% idle", "swap_in_use 1.2GiB", "ttft_outlier 4.2x fleet",
+		"manual", "ejected stall 5x"} {
+		if k := KindOf(reason); !slices.Contains(kinds, k) {
+			t.Errorf("%q: kind %q not in ReasonKinds", reason, k)
+		}
+	}
+	if len(kinds) != 14 {
+		t.Errorf("%d kinds, the test lists 14", len(kinds))
 	}
 }
 

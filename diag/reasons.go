@@ -4,7 +4,55 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 )
+
+// ReasonKind is what a health reason is about: the reason's first word, the
+// rest being the evidence ("preemption_storm 3.1/s" is of kind
+// ReasonPreemptionStorm). Where one rule gives one kind, the kind is also the
+// rule's name in the Caddyfile and in the JSON config; it is the reason label
+// of llmgate_backend_drains_total, so configs, dashboards and reports read the
+// same word.
+type ReasonKind string
+
+// The kinds of reason Evaluate and TTFTTracker give, then those the balancer
+// (package lb) gives.
+const (
+	ReasonScrapeFailed      ReasonKind = "scrape_failed"       // "scrape_failed 3x": the backend is Down
+	ReasonPCIeDowngraded    ReasonKind = "pcie_downgraded"     // "pcie_downgraded gen3x8<gen5x16", rule pcie_downgrade
+	ReasonHWThermalSlowdown ReasonKind = "hw_thermal_slowdown" // "hw_thermal_slowdown gpu1", rule hw_slowdown
+	ReasonHWPowerBrake      ReasonKind = "hw_power_brake"      // "hw_power_brake gpu1", rule hw_slowdown
+	ReasonHWSlowdown        ReasonKind = "hw_slowdown"         // "hw_slowdown gpu1"
+	ReasonXID               ReasonKind = "xid"                 // "xid 79"
+	ReasonECCUncorrected    ReasonKind = "ecc_uncorrected"     // "ecc_uncorrected gpu0 +2"
+	ReasonPreemptionStorm   ReasonKind = "preemption_storm"    // "preemption_storm 3.1/s"
+	ReasonThroughputDrop    ReasonKind = "throughput_drop"     // "throughput_drop 0.4x baseline"
+	ReasonKVLeak            ReasonKind = "kv_leak"             // "kv_leak 45% idle"
+	ReasonSwapInUse         ReasonKind = "swap_in_use"         // "swap_in_use 1.2GiB", rule swap
+	ReasonTTFTOutlier       ReasonKind = "ttft_outlier"        // "ttft_outlier 4.2x fleet"
+
+	ReasonManual  ReasonKind = "manual"  // "manual": drained through the admin API
+	ReasonEjected ReasonKind = "ejected" // "ejected stall 5x", "ejected reset after return": failed requests
+)
+
+// ReasonKinds lists every kind, for readers that must know them all.
+func ReasonKinds() []ReasonKind {
+	return []ReasonKind{
+		ReasonScrapeFailed, ReasonPCIeDowngraded, ReasonHWThermalSlowdown, ReasonHWPowerBrake, ReasonHWSlowdown,
+		ReasonXID, ReasonECCUncorrected, ReasonPreemptionStorm, ReasonThroughputDrop, ReasonKVLeak,
+		ReasonSwapInUse, ReasonTTFTOutlier, ReasonManual, ReasonEjected,
+	}
+}
+
+// KindOf returns a reason's kind, its first word: a bounded label, unlike the
+// reason itself.
+func KindOf(reason string) ReasonKind {
+	kind, _, _ := strings.Cut(reason, " ")
+	return ReasonKind(kind)
+}
+
+// with is a reason of kind k with its evidence.
+func (k ReasonKind) with(evidence string) string { return string(k) + " " + evidence }
 
 // reasons collects reason strings in a fixed array while few, so a verdict with
 // nothing to report costs no allocation. (No slice into buf: a struct pointing

@@ -26,7 +26,7 @@ type BackendReport struct {
 	// ModelCards are the backend's /v1/models entries with context lengths.
 	ModelCards     []ModelCard `json:"model_cards,omitempty"`
 	Engine         Engine      `json:"engine,omitempty"`
-	State          string      `json:"state"`
+	State          HealthState `json:"state"`
 	Reasons        []string    `json:"reasons"`
 	Stale          bool        `json:"stale"`
 	KVCacheUsage   *float64    `json:"kv_cache_usage"`
@@ -67,7 +67,7 @@ func NewReport(views []BackendView, now time.Time) Report {
 			Address:             v.Addr,
 			Models:              v.Models,
 			ModelCards:          v.ModelCards,
-			State:               string(v.Verdict.State),
+			State:               v.Verdict.State,
 			Reasons:             v.Verdict.Reasons,
 			Stale:               v.Stale,
 			LastError:           v.LastError,

@@ -1,6 +1,9 @@
 package diag
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Rules configures Evaluate. Every rule is on unless Disabled (so a config only
 // names what it changes), and a zero or negative threshold or window means the
@@ -17,12 +20,35 @@ type Rules struct {
 	ECCUncorrected  WindowRule     `json:"ecc_uncorrected,omitzero"`
 	PreemptionStorm RateRule       `json:"preemption_storm,omitzero"`
 	ThroughputDrop  ThroughputRule `json:"throughput_drop,omitzero"`
-	IdleKV          IdleKVRule     `json:"idle_kv,omitzero"`
+	KVLeak          KVLeakRule     `json:"kv_leak,omitzero"`
 	Swap            SwapRule       `json:"swap,omitzero"`
-	ScrapeFailures  CountRule      `json:"scrape_failures,omitzero"`
+	ScrapeFailed    CountRule      `json:"scrape_failed,omitzero"`
 	// TTFTOutlier judges the gateway's own TTFT observations, not scrapes;
 	// the Monitor applies it after Evaluate.
 	TTFTOutlier TTFTOutlierRule `json:"ttft_outlier,omitzero"`
+}
+
+// UnmarshalJSON reads Rules, accepting the names configs used before each rule
+// was named for the reason kind it gives: "idle_kv" for "kv_leak" and
+// "scrape_failures" for "scrape_failed". Where both are given, the new one wins.
+func (r *Rules) UnmarshalJSON(b []byte) error {
+	type rules Rules // without this method
+	var v struct {
+		rules
+		IdleKV         *KVLeakRule `json:"idle_kv"`
+		ScrapeFailures *CountRule  `json:"scrape_failures"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if v.IdleKV != nil && v.KVLeak == (KVLeakRule{}) {
+		v.KVLeak = *v.IdleKV
+	}
+	if v.ScrapeFailures != nil && v.ScrapeFailed == (CountRule{}) {
+		v.ScrapeFailed = *v.ScrapeFailures
+	}
+	*r = Rules(v.rules)
+	return nil
 }
 
 // PCIeRule flags a GPU whose PCIe link runs below its maximum generation or width
@@ -78,14 +104,14 @@ type ThroughputRule struct {
 	MinBaselineSamples int      `json:"min_baseline_samples,omitzero"`
 }
 
-// IdleKVRule flags KV cache held by a backend with nothing running or waiting,
+// KVLeakRule flags KV cache held by a backend with nothing running or waiting,
 // at or above MinUsage (default 0.3) in every scrape of the trailing For window
 // (default 30s). An idle vLLM counts its cached-but-unreferenced prefix blocks as
 // free, so idle usage should be near zero; blocks that stay taken are leaked
 // (the KV-fragmentation case). The balancer avoids such a backend as saturated,
 // which starves it of the traffic that would make it preempt: this rule sees
 // the leak without that traffic.
-type IdleKVRule struct {
+type KVLeakRule struct {
 	Disabled bool     `json:"disabled,omitzero"`
 	MinUsage float64  `json:"min_usage,omitzero"`
 	For      Duration `json:"for,omitzero"`
@@ -117,9 +143,9 @@ func DefaultRules() Rules {
 			Ratio: 0.5, For: Duration(60 * time.Second), Baseline: Duration(10 * time.Minute),
 			MinBaselineSamples: 20,
 		},
-		IdleKV:         IdleKVRule{MinUsage: 0.3, For: Duration(30 * time.Second)},
-		Swap:           SwapRule{MaxBytes: 256 << 20},
-		ScrapeFailures: CountRule{After: 3},
+		KVLeak:       KVLeakRule{MinUsage: 0.3, For: Duration(30 * time.Second)},
+		Swap:         SwapRule{MaxBytes: 256 << 20},
+		ScrapeFailed: CountRule{After: 3},
 	}
 }
 
@@ -151,9 +177,9 @@ func (r Rules) withDefaults() Rules {
 	orD(&r.ThroughputDrop.For, d.ThroughputDrop.For)
 	orD(&r.ThroughputDrop.Baseline, d.ThroughputDrop.Baseline)
 	orI(&r.ThroughputDrop.MinBaselineSamples, d.ThroughputDrop.MinBaselineSamples)
-	orF(&r.IdleKV.MinUsage, d.IdleKV.MinUsage)
-	orD(&r.IdleKV.For, d.IdleKV.For)
+	orF(&r.KVLeak.MinUsage, d.KVLeak.MinUsage)
+	orD(&r.KVLeak.For, d.KVLeak.For)
 	orF(&r.Swap.MaxBytes, d.Swap.MaxBytes)
-	orI(&r.ScrapeFailures.After, d.ScrapeFailures.After)
+	orI(&r.ScrapeFailed.After, d.ScrapeFailed.After)
 	return r
 }

@@ -140,7 +140,7 @@ func (t *TTFTTracker) Check(rule TTFTOutlierRule, addr string, now time.Time) st
 	if now.Sub(s.outlierSince) < time.Duration(r.For) {
 		return ""
 	}
-	return fmt.Sprintf("ttft_outlier %.1fx fleet", ratio)
+	return ReasonTTFTOutlier.with(fmt.Sprintf("%.1fx fleet", ratio))
 }
 
 // Ratio reports addr's figure over the rest of the fleet's, for display; ok is

@@ -22,76 +22,101 @@ type explanation struct {
 // is passed through as it is.
 func explain(reason string) explanation {
 	kind, arg, _ := strings.Cut(reason, " ")
+	if e, ok := explainKind(diag.ReasonKind(kind), arg); ok {
+		return e
+	}
+	return explanation{what: "the gateway reports " + strconv.Quote(reason)}
+}
+
+// explainKind is explain for each of diag's reason kinds; false for a kind it
+// does not know.
+func explainKind(kind diag.ReasonKind, arg string) (explanation, bool) {
 	switch kind {
-	case "scrape_failed":
+	case diag.ReasonScrapeFailed:
 		return explanation{
 			what:  fmt.Sprintf("the gateway failed to read its /metrics %s in a row: the server is down, hung or unreachable", times(arg)),
 			check: "is the vLLM process running and listening on that port (`curl http://ADDR/metrics`)? Its log, OOM kills (`dmesg`), the network path from the gateway",
-		}
-	case "pcie_downgraded":
+		}, true
+	case diag.ReasonPCIeDowngraded:
 		cur, max, _ := strings.Cut(arg, "<")
 		return explanation{
 			what:  fmt.Sprintf("a busy GPU's PCIe link runs at %s instead of %s: host↔GPU copies (prompt upload, KV swap) are slower", cur, max),
 			check: "reseat the GPU or riser and check the slot; compare `nvidia-smi -q -d PCIE` (link gen and width, replays) with `lspci -vv` LnkSta/LnkCap; BIOS PCIe settings",
-		}
-	case "hw_thermal_slowdown":
+		}, true
+	case diag.ReasonHWThermalSlowdown:
 		return explanation{
 			what:  gpuWord(arg) + " is clocked down by the hardware's thermal protection: it is too hot and generates slower",
 			check: "inlet temperature, fans and airflow of that chassis; `nvidia-smi -q -d TEMPERATURE,PERFORMANCE`; the BMC's sensor log",
-		}
-	case "hw_power_brake":
+		}, true
+	case diag.ReasonHWPowerBrake:
 		return explanation{
 			what:  gpuWord(arg) + " is held down by the external power brake: the chassis or its power supply asked the GPUs to cut power",
 			check: "the power supplies and the BMC's event log; a failed PSU or an over-subscribed rack PDU",
-		}
-	case "hw_slowdown":
+		}, true
+	case diag.ReasonHWSlowdown:
 		return explanation{
 			what:  gpuWord(arg) + " is in hardware slowdown without a thermal or power-brake cause (over-current or a power-delivery fault)",
 			check: "`nvidia-smi -q -d PERFORMANCE`, the BMC's event log and power supplies",
-		}
-	case "xid":
+		}, true
+	case diag.ReasonXID:
 		code, _ := strconv.Atoi(arg)
 		return explanation{
 			what:  "the NVIDIA driver reported Xid " + arg + ": " + xidMeaning(code),
 			check: "`dmesg | grep -i xid` on the GPU host for the full message and which GPU; " + xidCheck(code),
-		}
-	case "ecc_uncorrected":
+		}, true
+	case diag.ReasonECCUncorrected:
 		return explanation{
 			what:  "uncorrectable ECC errors rose (" + arg + "): GPU memory returned bad data, and results on that GPU may be wrong",
 			check: "`nvidia-smi -q -d ECC,ROW_REMAPPER` (pending remaps need a GPU reset); drain the backend, reset or replace the GPU",
-		}
-	case "preemption_storm":
+		}, true
+	case diag.ReasonPreemptionStorm:
 		return explanation{
 			what:  "vLLM is preempting running requests at " + arg + " (evicting their KV cache to recompute it later): the KV cache is too small for the work sent to it, and time goes to recomputation instead of tokens",
 			check: "the backend's KV usage and waiting queue; long prompts sent here (prompt-length shifts below); `--gpu-memory-utilization` and `--max-num-seqs`; a KV leak",
-		}
-	case "throughput_drop":
+		}, true
+	case diag.ReasonThroughputDrop:
 		return explanation{
 			what:  "tokens generated per running request fell to " + arg + " (its own median before): the same work is running slower",
 			check: "GPU clocks and throttling (`nvidia-smi -q -d PERFORMANCE`), PCIe link, other processes on the GPU (`nvidia-smi`), a changed model or server flags",
-		}
-	case "kv_leak":
+		}, true
+	case diag.ReasonKVLeak:
 		return explanation{
 			what:  "the KV cache stays " + strings.TrimSuffix(arg, " idle") + " full with nothing running or waiting: blocks are leaked, and the backend looks saturated to the balancer",
 			check: "restart the vLLM server (it frees the blocks) and note its version for a bug report; prefix caching and LoRA settings",
-		}
-	case "swap_in_use":
+		}, true
+	case diag.ReasonSwapInUse:
 		return explanation{
 			what:  "the GPU host has " + arg + " in swap: the tokenizer and scheduler threads stall on page faults",
 			check: "`free -m` and the largest processes on the host; memory limits of the container; `vm.swappiness`",
-		}
-	case "ttft_outlier":
+		}, true
+	case diag.ReasonTTFTOutlier:
 		return explanation{
 			what:  "time to first token, normalised by prompt length, is " + arg + " median: this backend answers slower than its peers for the same work",
 			check: "its queue (waiting, KV usage) against the others', its GPUs' clocks and PCIe link, and differing server flags or versions",
-		}
-	case "manual":
+		}, true
+	case diag.ReasonManual:
 		return explanation{
 			what:  "an operator drained it through the admin API",
 			check: "once it is fixed, undrain it on the admin API: `curl -X POST http://<admin>/llm/backends/ADDR/undrain`",
-		}
+		}, true
+	case diag.ReasonEjected:
+		outcome, count, _ := strings.Cut(arg, " ")
+		return explanation{
+			what: "the gateway took it out of rotation for a while because its requests kept failing (" +
+				strings.ReplaceAll(outcome, "_", " ") + ", " + ejectedTimes(count) + "): it returns by itself, with a slow start, and is ejected for longer each time it fails again",
+			check: "the backend's log around those failures; the access log's `llm_failed_attempts` and `llmgate_requests_total{outcome}` for which requests failed; ADDR's /metrics and /health",
+		}, true
 	}
-	return explanation{what: "the gateway reports " + strconv.Quote(reason)}
+	return explanation{}, false
+}
+
+// ejectedTimes words an ejection's count: "5x" in a row, or "after return"
+// for a backend that failed again as soon as it came back.
+func ejectedTimes(count string) string {
+	if count == "after return" {
+		return "again right after it came back"
+	}
+	return times(count) + " in a row"
 }
 
 func times(arg string) string {
@@ -160,11 +185,12 @@ func xidCheck(code int) string {
 // gpusFor picks the GPUs a reason is about: the one it names, or for a PCIe
 // downgrade the ones whose link is below its maximum.
 func gpusFor(reason string, gpus []diag.GPU) []diag.GPU {
-	kind, arg, _ := strings.Cut(reason, " ")
+	_, arg, _ := strings.Cut(reason, " ")
+	kind := diag.KindOf(reason)
 	var out []diag.GPU
 	for _, g := range gpus {
 		switch {
-		case kind == "pcie_downgraded":
+		case kind == diag.ReasonPCIeDowngraded:
 			if g.PCIeGen != nil && g.PCIeGenMax != nil && g.PCIeWidth != nil && g.PCIeWidthMax != nil &&
 				(*g.PCIeGen < *g.PCIeGenMax || *g.PCIeWidth < *g.PCIeWidthMax) {
 				out = append(out, g)

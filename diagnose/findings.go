@@ -187,12 +187,12 @@ func (f *findings) saturation(backends []report.Backend) {
 
 func (f *findings) backend(b *report.Backend) {
 	name := b.Address
-	down := b.State == string(diag.Down)
+	down := b.State == diag.Down
 	sawScrapeFailed := false
 	for _, reason := range b.Reasons {
-		kind, _, _ := strings.Cut(reason, " ")
+		kind := diag.KindOf(reason)
 		sev := Warning
-		if down && kind == "scrape_failed" {
+		if down && kind == diag.ReasonScrapeFailed {
 			sev, sawScrapeFailed = Critical, true
 		}
 		e := explain(reason)
@@ -204,7 +204,7 @@ func (f *findings) backend(b *report.Backend) {
 	}
 	if down && !sawScrapeFailed {
 		f.add(Finding{Severity: Critical, Subject: SubjectBackend, Name: name,
-			Title: name + " down", Evidence: backendEvidence(b, "scrape_failed", ""),
+			Title: name + " down", Evidence: backendEvidence(b, diag.ReasonScrapeFailed, ""),
 			Check: "is the server running and reachable from the gateway?"})
 	}
 	if b.Stale && !down {
@@ -228,11 +228,11 @@ func (f *findings) rotation(b *report.Backend) {
 		check := "it comes back by itself once its reasons stay clear for the restore window, then ramps up; fix what the findings above say"
 		if r.Manual {
 			how = "manual"
-			check = explain("manual").check
+			check = explain(string(diag.ReasonManual)).check
 			check = strings.ReplaceAll(check, "ADDR", name)
 		}
 		title := fmt.Sprintf("%s %s (%s", name, r.State, how)
-		if len(r.Reasons) > 0 && !(r.Manual && len(r.Reasons) == 1 && r.Reasons[0] == "manual") {
+		if len(r.Reasons) > 0 && !(r.Manual && len(r.Reasons) == 1 && r.Reasons[0] == string(diag.ReasonManual)) {
 			title += ": " + strings.Join(r.Reasons, ", ")
 		}
 		title += ")"
@@ -243,6 +243,19 @@ func (f *findings) rotation(b *report.Backend) {
 		f.add(Finding{Severity: Warning, Subject: SubjectBackend, Name: name, Reason: string(r.State),
 			Title: title, Detail: "the balancer sends it no new requests; the fleet is smaller by one",
 			Evidence: ev, Check: check})
+	case r.State == lb.Ejected:
+		title := name + " ejected"
+		var e explanation
+		if len(r.Reasons) > 0 {
+			title += " (" + strings.Join(r.Reasons, ", ") + ")"
+			e = explain(r.Reasons[0])
+		}
+		ev := []string{fmt.Sprintf("%d requests still in flight", b.InFlight)}
+		if !r.EjectedUntil.IsZero() {
+			ev = append(ev, "until "+r.EjectedUntil.UTC().Format("2006-01-02 15:04:05Z"))
+		}
+		f.add(Finding{Severity: Warning, Subject: SubjectBackend, Name: name, Reason: string(r.State),
+			Title: title, Detail: e.what, Evidence: ev, Check: strings.ReplaceAll(e.check, "ADDR", name)})
 	case r.Capped:
 		f.add(Finding{Severity: Warning, Subject: SubjectBackend, Name: name, Reason: "drain_capped",
 			Title:  name + " should be drained but stays in rotation: the drain cap is reached",
@@ -255,16 +268,16 @@ func (f *findings) rotation(b *report.Backend) {
 }
 
 // backendEvidence gives the numbers behind a reason.
-func backendEvidence(b *report.Backend, kind, reason string) []string {
+func backendEvidence(b *report.Backend, kind diag.ReasonKind, reason string) []string {
 	var ev []string
 	switch kind {
-	case "scrape_failed":
+	case diag.ReasonScrapeFailed:
 		ev = optional(prefixed("last error: ", b.LastError),
 			fmt.Sprintf("consecutive failed scrapes: %d, last success %s ago", b.ConsecutiveFailures, seconds(b.ScrapeAgeSeconds)))
-	case "preemption_storm", "kv_leak", "throughput_drop", "ttft_outlier":
+	case diag.ReasonPreemptionStorm, diag.ReasonKVLeak, diag.ReasonThroughputDrop, diag.ReasonTTFTOutlier:
 		ev = append(ev, fmt.Sprintf("KV cache %s, running %s, waiting %s, preemptions %s/s, generation %s tokens/s",
 			pct(b.KVCacheUsage), num(b.Running), num(b.Waiting), num(b.PreemptionsPerSecond), num(b.GenerationTokensPerSecond)))
-	case "swap_in_use":
+	case diag.ReasonSwapInUse:
 		if h := b.Host; h != nil {
 			ev = append(ev, fmt.Sprintf("swap used %s of %s; memory available %s of %s",
 				bytesWord(h.SwapTotalBytes-h.SwapFreeBytes), bytesWord(h.SwapTotalBytes), bytesWord(h.MemAvailableBytes), bytesWord(h.MemTotalBytes)))
@@ -523,7 +536,7 @@ func (f *findings) local(s *Snapshot) {
 		for _, g := range gpusFor(reason, l.GPUs) {
 			ev = append(ev, gpuLine(g))
 		}
-		if h := l.Host; h != nil && strings.HasPrefix(reason, "swap_in_use") {
+		if h := l.Host; h != nil && diag.KindOf(reason) == diag.ReasonSwapInUse {
 			ev = append(ev, fmt.Sprintf("swap used %s of %s", bytesWord(h.SwapTotalBytes-h.SwapFreeBytes), bytesWord(h.SwapTotalBytes)))
 		}
 		add(Warning, reason, reason, e.what, ev, e.check)
@@ -544,14 +557,15 @@ func (f *findings) local(s *Snapshot) {
 		if code == 79 {
 			sev = Critical
 		}
-		reason := "xid " + strconv.Itoa(code)
+		reason := string(diag.ReasonXID) + " " + strconv.Itoa(code)
 		e := explain(reason)
 		add(sev, reason, reason+" on "+where, e.what, []string{"the last Xid the kernel log holds for that GPU"}, e.check)
 	}
 	for _, g := range l.GPUs {
 		if g.ECCUncorrected != nil && *g.ECCUncorrected > 0 {
-			add(Warning, "ecc_uncorrected", fmt.Sprintf("gpu%d has %.0f uncorrected ECC errors since the driver loaded", g.Index, *g.ECCUncorrected),
-				explain("ecc_uncorrected").what, []string{gpuLine(g)}, explain("ecc_uncorrected").check)
+			e := explain(string(diag.ReasonECCUncorrected))
+			add(Warning, string(diag.ReasonECCUncorrected), fmt.Sprintf("gpu%d has %.0f uncorrected ECC errors since the driver loaded", g.Index, *g.ECCUncorrected),
+				e.what, []string{gpuLine(g)}, e.check)
 		}
 	}
 	if h := l.Host; h != nil {

@@ -22,7 +22,7 @@ var testNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 func healthy(addr string) report.Backend {
 	return report.Backend{
 		BackendReport: diag.BackendReport{
-			Address: addr, Models: []string{"m"}, State: string(diag.Healthy), Reasons: []string{},
+			Address: addr, Models: []string{"m"}, State: diag.Healthy, Reasons: []string{},
 			KVCacheUsage: f64(0.3), Running: f64(4), Waiting: f64(0),
 			PreemptionsPerSecond: f64(0), GenerationTokensPerSecond: f64(900), ScrapeAgeSeconds: f64(0.4),
 			GPUs: []diag.GPU{{Index: 0, Name: "NVIDIA H100 80GB HBM3", TemperatureC: f64(59), UtilPercent: f64(100),
@@ -40,9 +40,9 @@ func fleetOf(backends ...report.Backend) *report.FleetReport {
 	for _, b := range backends {
 		r.Summary.Backends++
 		switch b.State {
-		case string(diag.Down):
+		case diag.Down:
 			r.Summary.Down++
-		case string(diag.Degraded):
+		case diag.Degraded:
 			r.Summary.Degraded++
 		default:
 			r.Summary.Healthy++
@@ -53,7 +53,7 @@ func fleetOf(backends ...report.Backend) *report.FleetReport {
 		switch b.Rotation.State {
 		case lb.Active:
 			r.Summary.Active++
-			if b.State != string(diag.Down) {
+			if b.State != diag.Down {
 				r.Summary.CanServe = true
 			}
 		case lb.Draining:
@@ -94,12 +94,12 @@ func (w want) matches(f Finding) bool {
 func TestFindings(t *testing.T) {
 	a, b, c := "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"
 	thermal := with(healthy(b), func(x *report.Backend) {
-		x.State, x.Reasons = string(diag.Degraded), []string{"hw_thermal_slowdown gpu0"}
+		x.State, x.Reasons = diag.Degraded, []string{"hw_thermal_slowdown gpu0"}
 		x.GPUs[0].ClockEventReasons = u64(diag.ClockHWThermal | diag.ClockHWSlowdown)
 		x.GPUs[0].TemperatureC = f64(88)
 	})
 	down := with(healthy(c), func(x *report.Backend) {
-		x.State, x.Reasons, x.Stale = string(diag.Down), []string{"scrape_failed 3x"}, true
+		x.State, x.Reasons, x.Stale = diag.Down, []string{"scrape_failed 3x"}, true
 		x.KVCacheUsage, x.Running, x.Waiting = nil, nil, nil
 		x.LastError, x.ConsecutiveFailures, x.ScrapeAgeSeconds = "dial tcp 10.0.0.3:8000: connect: connection refused", 7, f64(12)
 	})
@@ -193,6 +193,14 @@ func TestFindings(t *testing.T) {
 				{sev: Info, name: c, reason: "slow_start", title: "weight 0.25"},
 			},
 			count: 5,
+		},
+		{
+			name: "ejected backend",
+			snap: snap(fleetOf(healthy(a), with(healthy(b), func(x *report.Backend) {
+				x.Rotation = lb.Rotation{State: lb.Ejected, Reasons: []string{"ejected stall 5x"}, Weight: 1}
+			}))),
+			want:  []want{{sev: Warning, name: b, reason: string(lb.Ejected), title: b + " ejected (ejected stall 5x)", text: "stall, 5 times in a row"}},
+			count: 1,
 		},
 		{
 			name:  "stale backend",
@@ -370,7 +378,7 @@ func TestFindingsUseDiagReasons(t *testing.T) {
 		PCIeGen: intp(4), PCIeGenMax: intp(5), PCIeWidth: intp(16), PCIeWidthMax: intp(16)}
 	v := diag.Evaluate(diag.DefaultRules(), []diag.Sample{{At: testNow, Stats: &diag.BackendStats{}, GPUs: []diag.GPU{gpu}}})
 	b := with(healthy("10.0.0.9:8000"), func(x *report.Backend) {
-		x.State, x.Reasons, x.GPUs = string(v.State), v.Reasons, []diag.GPU{gpu}
+		x.State, x.Reasons, x.GPUs = v.State, v.Reasons, []diag.GPU{gpu}
 	})
 	got := Findings(snap(fleetOf(b)))
 	if len(got) != 2 {
@@ -380,5 +388,19 @@ func TestFindingsUseDiagReasons(t *testing.T) {
 		if e := explain(f.Reason); strings.Contains(e.what, "the gateway reports") || f.Detail != e.what || len(f.Evidence) != 1 {
 			t.Errorf("%+v", f)
 		}
+	}
+}
+
+// Every kind of reason the gateway gives has an explanation: a new kind
+// must not reach operators as a bare string.
+func TestEveryReasonKindExplained(t *testing.T) {
+	for _, k := range diag.ReasonKinds() {
+		e, ok := explainKind(k, "gpu0")
+		if !ok || e.what == "" || e.check == "" {
+			t.Errorf("reason kind %q has no explanation", k)
+		}
+	}
+	if e := explain("brand_new 1x"); !strings.Contains(e.what, `"brand_new 1x"`) {
+		t.Errorf("unknown kind: %+v", e)
 	}
 }

@@ -137,7 +137,7 @@ func (m *mdWriter) backends(f *report.FleetReport) {
 			if b.Rotation.Weight > 0 && b.Rotation.Weight < 1 {
 				rot += fmt.Sprintf(" w=%.2f", b.Rotation.Weight)
 			}
-			state := b.State
+			state := string(b.State)
 			if b.Stale {
 				state += ", stale"
 			}

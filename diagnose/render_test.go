@@ -20,7 +20,7 @@ import (
 // break the Markdown: a pipe and a newline in an address, a fence in an error.
 func richSnapshot() *Snapshot {
 	thermal := with(healthy("10.0.0.2:8000"), func(x *report.Backend) {
-		x.State, x.Reasons = string(diag.Degraded), []string{"hw_thermal_slowdown gpu0"}
+		x.State, x.Reasons = diag.Degraded, []string{"hw_thermal_slowdown gpu0"}
 		x.GPUs[0].ClockEventReasons = u64(diag.ClockHWThermal)
 	})
 	odd := with(healthy("evil|host\n## injected:1"), func(x *report.Backend) { x.LastError = "```\n# not a heading" })

@@ -55,5 +55,5 @@ type Backend struct {
 // InRotation reports whether the balancer may send b new requests and b is
 // not down: the backends that carry the fleet's load.
 func (b *Backend) InRotation() bool {
-	return (b.Rotation.State == lb.Active || b.Rotation.State == "") && b.State != string(diag.Down)
+	return (b.Rotation.State == lb.Active || b.Rotation.State == "") && b.State != diag.Down
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-func TestIdleKVRule(t *testing.T) {
+func TestKVLeakRule(t *testing.T) {
 	start := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	series := func(n int, kv, running float64) []Sample {
 		var h []Sample
