@@ -15,6 +15,9 @@ const (
 	Tokens
 	// Concurrency is the limit on requests in flight.
 	Concurrency
+	// Unavailable is a refusal because the limits' Store failed and
+	// Config.OnStoreError is FallbackDeny.
+	Unavailable
 )
 
 // String returns "requests", "tokens" or "concurrency".
@@ -26,6 +29,8 @@ func (k Kind) String() string {
 		return "tokens"
 	case Concurrency:
 		return "concurrency"
+	case Unavailable:
+		return "unavailable"
 	}
 	return "unknown"
 }
@@ -70,6 +75,8 @@ func (d *Denial) Error() string {
 			scope, d.Limit, FormatDuration(d.Period), d.Remaining, d.Requested, retry)
 	case Concurrency:
 		return fmt.Sprintf("Too many concurrent requests%s: limit %d in flight. Please try again in %s.", scope, d.Limit, retry)
+	case Unavailable:
+		return fmt.Sprintf("Rate limits cannot be checked right now. Please try again in %s.", retry)
 	}
 	return "Rate limit reached."
 }

@@ -17,6 +17,13 @@ type Limiter struct {
 	table  *table
 	now    func() time.Time
 	epoch  time.Time
+
+	// With a Store, every admission goes through it; fallback (limits
+	// divided by Config.Replicas) admits while it fails and onStoreError
+	// is FallbackLocal.
+	store        Store
+	onStoreError Fallback
+	fallback     *Limiter
 }
 
 // globalState is the shared budget of all keys.
@@ -55,6 +62,22 @@ func New(cfg Config) *Limiter {
 		l.global = &globalState{plan: g, req: newRequestLimiter(g)}
 		l.global.tok.tokens = g.tokBurst
 	}
+	if cfg.Store != nil {
+		l.store, l.onStoreError = cfg.Store, cfg.OnStoreError
+		if l.onStoreError == FallbackLocal {
+			local := cfg
+			local.Store = nil
+			local.Default = cfg.Default.Divide(cfg.Replicas)
+			local.Global = cfg.Global.Divide(cfg.Replicas)
+			if len(cfg.Tiers) > 0 {
+				local.Tiers = make(map[string]Limits, len(cfg.Tiers))
+				for k, v := range cfg.Tiers {
+					local.Tiers[k] = v.Divide(cfg.Replicas)
+				}
+			}
+			l.fallback = New(local)
+		}
+	}
 	return l
 }
 
@@ -85,8 +108,14 @@ func (l *Limiter) planFor(key string) *plan {
 // bucket is full, leaving it in debt; otherwise a large max_tokens could
 // never pass. A key in debt is refused until it is paid off, even for a
 // request that reserves nothing.
+//
+// With a Store, the decision is the store's, and the Ticket holds what it
+// took there; when the store fails, Config.OnStoreError decides.
 func (l *Limiter) Admit(key string, tokens int64, now time.Time) (*Ticket, *Denial) {
 	tokens = max(tokens, 0)
+	if l.store != nil {
+		return l.admitStore(key, tokens, now)
+	}
 	t := l.ns(now)
 	p := l.planFor(key)
 	if p.unlimited() {
@@ -192,8 +221,12 @@ func (l *Limiter) admitGlobal(tokens int64, now time.Time, t int64) *Denial {
 
 // Headers returns key's rate-limit headers at now, without admitting
 // anything: for responses the limiter did not see (or to show a key its
-// budget). An unknown key shows full buckets.
+// budget). An unknown key shows full buckets. With a Store, only what
+// this gateway admitted while the store failed is known here.
 func (l *Limiter) Headers(key string, now time.Time) RateHeaders {
+	if l.fallback != nil {
+		return l.fallback.Headers(key, now)
+	}
 	t := l.ns(now)
 	p := l.planFor(key)
 	if p.unlimited() {

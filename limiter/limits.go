@@ -54,6 +54,14 @@ type Config struct {
 	// Now is the clock Settle reads (default time.Now); Admit's now
 	// should come from it too.
 	Now func() time.Time
+
+	// Store, if set, holds the limits' state for several gateways at
+	// once; nil keeps it in process. OnStoreError is what to do when a
+	// call to it fails, and Replicas the number of gateways sharing it,
+	// by which FallbackLocal divides every limit.
+	Store        Store
+	OnStoreError Fallback
+	Replicas     int
 }
 
 // DefaultMaxKeys is the key table's bound when Config.MaxKeys is zero.

@@ -14,6 +14,7 @@ type Ticket struct {
 	e      *entry // nil when the key has no per-key limits
 	s      *shard
 	tokens int64
+	held   *storeHold // admitted by a Store
 	done   atomic.Bool
 
 	// Headers are the key's rate-limit headers just after admission.
@@ -35,6 +36,17 @@ func (t *Ticket) Reserved() int64 { return t.tokens }
 // an early Settle on one path and a deferred one on another are safe.
 func (t *Ticket) Settle(actual int64) {
 	if !t.done.CompareAndSwap(false, true) {
+		return
+	}
+	if t.held != nil {
+		refund := int64(0)
+		if actual >= 0 {
+			refund = t.tokens - actual
+		}
+		t.held.settle(refund)
+		return
+	}
+	if t.l == nil { // admitted unlimited while the store failed
 		return
 	}
 	refund := float64(0)
