@@ -142,8 +142,8 @@ func TestDebtAndOversizedRequests(t *testing.T) {
 	if d != nil {
 		t.Fatalf("oversized request refused on a full bucket: %v", d)
 	}
-	if tk.Reserved() != 3000 {
-		t.Errorf("reserved %d", tk.Reserved())
+	if tk.tokens != 3000 {
+		t.Errorf("reserved %d", tk.tokens)
 	}
 	tk.Settle(Unknown) // no usage: the reservation stands
 	_, d = l.Admit("k", 0, c.Now())

@@ -26,9 +26,6 @@ type Ticket struct {
 // with 0 instead.
 const Unknown = -1
 
-// Reserved returns the tokens reserved at admission.
-func (t *Ticket) Reserved() int64 { return t.tokens }
-
 // Settle ends the request: it frees the concurrency slot and replaces the
 // reservation with actual tokens (prompt plus output, from the response's
 // usage), refunding what was not used or charging the extra, which may put
