@@ -268,7 +268,8 @@ type fleet struct {
 	outputs   outputLengths                        // per model, for the decode term
 	capacity  atomic.Pointer[CapacityConfig]       // the newest config's
 	ttftRule  atomic.Pointer[diag.TTFTOutlierRule] // the newest config's, for the report
-	startedAt time.Time                            // The patterns report costs milliseconds; health checks, admin calls and
+	startedAt time.Time                            // since when the patterns have been observed (the capacity plan's span)
+	// The patterns report costs milliseconds; health checks, admin calls and
 	// Prometheus share one per second.
 	patternsMu     sync.Mutex
 	patternsReport patterns.Report

@@ -104,7 +104,7 @@ func TestMonitorBoundsHugeSource(t *testing.T) {
 	})
 	m.SetStatic([]string{b.addr()})
 	for range 40 {
-		m.ScrapeOnce(context.Background())
+		m.scrapeOnce(context.Background())
 		clock.Add(time.Second)
 	}
 	v, _ := m.Backend(b.addr())

@@ -55,14 +55,9 @@ func NewMonitor(cfg MonitorConfig) *Monitor {
 	return m
 }
 
+// poke wakes Run for a scrape now (a new backend, a new config). It never
+// blocks, so it may be called with m.mu held.
 func (m *Monitor) poke() {
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (m *Monitor) pokeLocked() {
 	select {
 	case m.wake <- struct{}{}:
 	default:

@@ -26,7 +26,7 @@ func (m *Monitor) SetStatic(addrs []string) {
 			t.lastSeen = m.now()
 		}
 	}
-	m.pokeLocked()
+	m.poke()
 }
 
 // Observe records that traffic was sent to addr, learning it if it is new (dynamic
@@ -46,7 +46,7 @@ func (m *Monitor) Observe(addr string) {
 		return
 	}
 	m.backends[addr] = newTelemetry(addr, false, m.now())
-	m.pokeLocked()
+	m.poke()
 }
 
 func newTelemetry(addr string, static bool, now time.Time) *telemetry {

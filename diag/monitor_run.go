@@ -22,23 +22,15 @@ func (m *Monitor) Run(ctx context.Context) {
 	pool := newScrapePool(ctx, m)
 	defer pool.close()
 	for {
+		m.expireIdle()
 		m.mu.Lock()
 		if m.cfg.Interval != interval {
 			interval = m.cfg.Interval
 			ticker.Reset(interval)
 		}
 		workers := m.cfg.MaxConcurrent
-		gone := m.expireIdleLocked()
-		onForget := m.cfg.OnForget
-		var due []*telemetry
-		for _, t := range m.backends {
-			if !t.scraping {
-				t.scraping = true
-				due = append(due, t)
-			}
-		}
+		due := m.dueLocked()
 		m.mu.Unlock()
-		m.forget(onForget, gone)
 		m.scraper.Sweep(time.Now())
 		rand.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
 		if !pool.dispatch(due, workers) {
@@ -107,10 +99,9 @@ func (p *scrapePool) close() {
 	p.wg.Wait()
 }
 
-// ScrapeOnce scrapes every known backend once and waits for all of them, with the
-// same concurrency bound as Run (tests, diagnose, benchmarks).
-func (m *Monitor) ScrapeOnce(ctx context.Context) {
-	m.mu.Lock()
+// dueLocked marks every backend whose last scrape has ended as being scraped
+// and returns them.
+func (m *Monitor) dueLocked() []*telemetry {
 	var due []*telemetry
 	for _, t := range m.backends {
 		if !t.scraping {
@@ -118,9 +109,5 @@ func (m *Monitor) ScrapeOnce(ctx context.Context) {
 			due = append(due, t)
 		}
 	}
-	workers := m.cfg.MaxConcurrent
-	m.mu.Unlock()
-	pool := newScrapePool(ctx, m)
-	pool.dispatch(due, workers)
-	pool.close()
+	return due
 }

@@ -32,7 +32,7 @@ func TestScrapeClientReusesConnections(t *testing.T) {
 			addr := strings.TrimPrefix(srv.URL, "http://")
 			m.SetStatic([]string{addr})
 			for range 5 {
-				m.ScrapeOnce(context.Background())
+				m.scrapeOnce(context.Background())
 			}
 			v, _ := m.Backend(addr)
 			if v.Stats == nil || v.Failures != 0 {
@@ -59,11 +59,11 @@ func TestScrapeClientRecoversFromClosedIdleConnections(t *testing.T) {
 	m := NewMonitor(MonitorConfig{Interval: time.Second})
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	m.SetStatic([]string{addr})
-	m.ScrapeOnce(context.Background())
+	m.scrapeOnce(context.Background())
 	for i := range 3 {
 		srv.CloseClientConnections()
 		testutil.WaitFor(t, "the server to close", func() bool { return srv.Closed.Load() == int64(i+1) })
-		m.ScrapeOnce(context.Background())
+		m.scrapeOnce(context.Background())
 		v, _ := m.Backend(addr)
 		if v.Failures != 0 || v.ErrorCounts[SourceMetrics] != 0 {
 			t.Fatalf("scrape %d after the server closed its connection failed: %+v", i, v)
@@ -76,7 +76,7 @@ func TestScrapeClientRecoversFromClosedIdleConnections(t *testing.T) {
 	// Keep-alives off: the server says close on every answer.
 	srv.Config.SetKeepAlivesEnabled(false)
 	for range 3 {
-		m.ScrapeOnce(context.Background())
+		m.scrapeOnce(context.Background())
 	}
 	if v, _ := m.Backend(addr); v.Failures != 0 {
 		t.Fatalf("scrapes from a Connection: close server failed: %+v", v)
@@ -95,7 +95,7 @@ func TestScrapeClientFollowsRedirectThroughNetHTTP(t *testing.T) {
 	m := NewMonitor(MonitorConfig{Interval: time.Second})
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	m.SetStatic([]string{addr})
-	m.ScrapeOnce(context.Background())
+	m.scrapeOnce(context.Background())
 	if v, _ := m.Backend(addr); v.Stats == nil || v.Failures != 0 {
 		t.Fatalf("redirected scrape failed: %+v", v)
 	}

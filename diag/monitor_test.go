@@ -108,7 +108,7 @@ func TestMonitorScrapesStatsRatesAndSources(t *testing.T) {
 	m.SetStatic([]string{b.addr()})
 	ctx := context.Background()
 
-	m.ScrapeOnce(ctx)
+	m.scrapeOnce(ctx)
 	v, ok := m.Backend(b.addr())
 	if !ok || v.Stats == nil || v.Stale {
 		t.Fatalf("after one scrape: %+v", v)
@@ -125,7 +125,7 @@ func TestMonitorScrapesStatsRatesAndSources(t *testing.T) {
 
 	b.gen.Store(500)
 	clock.Add(2 * time.Second)
-	m.ScrapeOnce(ctx)
+	m.scrapeOnce(ctx)
 	v, _ = m.Backend(b.addr())
 	if !v.Rates.Valid || v.Rates.GenerationTokensPerSec != 250 {
 		t.Fatalf("rates: %+v", v.Rates)
@@ -159,7 +159,7 @@ func TestMonitorSharesHostSources(t *testing.T) {
 	// Two "backends" on the same host (the same server twice under two names).
 	m.SetStatic([]string{b.addr(), strings.Replace(b.addr(), "127.0.0.1", "localhost", 1)})
 	for range 3 {
-		m.ScrapeOnce(context.Background())
+		m.scrapeOnce(context.Background())
 		clock.Add(time.Second)
 	}
 	if n := dcgmFetches.Load(); n != 1 {
@@ -171,7 +171,7 @@ func TestMonitorSharesHostSources(t *testing.T) {
 		}
 	}
 	clock.Add(5 * time.Second)
-	m.ScrapeOnce(context.Background())
+	m.scrapeOnce(context.Background())
 	if n := dcgmFetches.Load(); n != 2 {
 		t.Fatalf("DCGM fetched %d times, want a refresh after the interval", n)
 	}
@@ -190,11 +190,11 @@ func TestMonitorFailingBackendsGoDown(t *testing.T) {
 				},
 			})
 			m.SetStatic([]string{b.addr()})
-			m.ScrapeOnce(context.Background())
+			m.scrapeOnce(context.Background())
 			b.mode.Store(mode)
 			for range 3 {
 				clock.Add(time.Second)
-				m.ScrapeOnce(context.Background()) // a hang costs the timeout, no more
+				m.scrapeOnce(context.Background()) // a hang costs the timeout, no more
 			}
 			v, _ := m.Backend(b.addr())
 			if v.Verdict.State != Down || v.Failures != 3 || v.LastError == "" || v.ErrorCounts[SourceMetrics] != 3 {
@@ -206,7 +206,7 @@ func TestMonitorFailingBackendsGoDown(t *testing.T) {
 			}
 			b.mode.Store("ok")
 			clock.Add(time.Second)
-			m.ScrapeOnce(context.Background())
+			m.scrapeOnce(context.Background())
 			v, _ = m.Backend(b.addr())
 			if v.Verdict.State != Healthy || v.Failures != 0 {
 				t.Fatalf("want healthy after recovery: %+v", v)
@@ -308,4 +308,16 @@ func TestMain(m *testing.M) {
 		return
 	}
 	os.Exit(m.Run())
+}
+
+// scrapeOnce scrapes every known backend once and waits for all of them,
+// through Run's worker pool and with its concurrency bound.
+func (m *Monitor) scrapeOnce(ctx context.Context) {
+	m.mu.Lock()
+	due := m.dueLocked()
+	workers := m.cfg.MaxConcurrent
+	m.mu.Unlock()
+	pool := newScrapePool(ctx, m)
+	pool.dispatch(due, workers)
+	pool.close()
 }

@@ -94,15 +94,6 @@ func (t *TopK) Add(key string, weight int64) {
 	t.down(0)
 }
 
-// Top returns up to n keys (all when n ≤ 0), heaviest first.
-func (t *TopK) Top(n int) []KeyUsage {
-	out := make([]KeyUsage, len(t.slots))
-	for i, c := range t.slots {
-		out[i] = KeyUsage{Key: c.key, Tokens: c.tokens, Requests: c.requests, Error: c.err, Share: shareOf(c.tokens, t.total)}
-	}
-	return heaviest(out, n)
-}
-
 // Total is the exact sum of all weights added.
 func (t *TopK) Total() int64 { return t.total }
 

@@ -42,7 +42,7 @@ func TestTopKExactWhenKeysFit(t *testing.T) {
 		top.Add(key, w)
 		want[key] += w
 	}
-	got := top.Top(0)
+	got := top.top(0)
 	if len(got) != len(want) {
 		t.Fatalf("got %d keys, want %d", len(got), len(want))
 	}
@@ -59,7 +59,7 @@ func TestTopKExactWhenKeysFit(t *testing.T) {
 	if share < 0.999 || share > 1.001 {
 		t.Errorf("shares sum to %v", share)
 	}
-	if top3 := top.Top(3); len(top3) != 3 || top3[0] != got[0] {
+	if top3 := top.top(3); len(top3) != 3 || top3[0] != got[0] {
 		t.Errorf("Top(3) = %v", top3)
 	}
 }
@@ -89,7 +89,7 @@ func TestTopKBounds(t *testing.T) {
 		if top.Total() != total {
 			t.Fatalf("total %d, want %d", top.Total(), total)
 		}
-		checkBounds(t, top.Top(0), counts, total, k, true)
+		checkBounds(t, top.top(0), counts, total, k, true)
 	}
 }
 
@@ -147,16 +147,16 @@ func TestTopKZeroWeightAndReset(t *testing.T) {
 	top.Add("b", 5)
 	top.Add("c", 0) // would evict b for nothing
 	top.Add("a", -3)
-	got := top.Top(0)
+	got := top.top(0)
 	if len(got) != 2 || got[0] != (KeyUsage{Key: "a", Tokens: 10, Requests: 2, Share: 10.0 / 15}) || got[1].Key != "b" {
 		t.Fatalf("got %+v", got)
 	}
 	top.Reset()
-	if len(top.Top(0)) != 0 || top.Total() != 0 {
+	if len(top.top(0)) != 0 || top.Total() != 0 {
 		t.Fatal("not empty after Reset")
 	}
 	top.Add("c", 1)
-	if got := top.Top(0); len(got) != 1 || got[0].Key != "c" || got[0].Tokens != 1 {
+	if got := top.top(0); len(got) != 1 || got[0].Key != "c" || got[0].Tokens != 1 {
 		t.Fatalf("after Reset: %+v", got)
 	}
 }
@@ -174,4 +174,14 @@ func TestTopKAddAllocatesNothingForKnownKeys(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("%v allocs per Add", n)
 	}
+}
+
+// top returns up to n keys (all when n ≤ 0), heaviest first: one summary
+// read alone, as Report reads merged ones.
+func (t *TopK) top(n int) []KeyUsage {
+	out := make([]KeyUsage, len(t.slots))
+	for i, c := range t.slots {
+		out[i] = KeyUsage{Key: c.key, Tokens: c.tokens, Requests: c.requests, Error: c.err, Share: shareOf(c.tokens, t.total)}
+	}
+	return heaviest(out, n)
 }
