@@ -44,8 +44,12 @@ type App struct {
 	// SourceInterval is how long a host-level reading is reused by all the
 	// backends on that host (default 5s).
 	SourceInterval caddy.Duration `json:"source_interval,omitempty"`
-	Node           string         `json:"node,omitempty"`
-	Agent          string         `json:"agent,omitempty"`
+	// Node is the URL template of each host's node_exporter page (memory,
+	// swap, load), e.g. http://{host}:9100/metrics.
+	Node string `json:"node,omitempty"`
+	// Agent is the URL template of each host's llmgate agent (GPUs through
+	// nvidia-smi, Xids, host), e.g. http://{host}:9109/diag.
+	Agent string `json:"agent,omitempty"`
 	// MaxGPUs is how many GPUs one DCGM or agent reading keeps (default 64);
 	// a source listing more has the rest dropped and counted.
 	MaxGPUs int `json:"max_gpus,omitempty"`

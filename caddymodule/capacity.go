@@ -18,9 +18,15 @@ import (
 // TTFT p99 the fleet must keep, the request rate it must serve, and the spare
 // fraction of instances to add.
 type CapacityConfig struct {
+	// SLOTTFTP99 is the TTFT p99 the fleet must keep; unset, the plan does
+	// not judge latency.
 	SLOTTFTP99 caddy.Duration `json:"slo_ttft_p99,omitempty"`
-	TargetQPS  float64        `json:"target_qps,omitempty"`
-	Headroom   float64        `json:"headroom,omitempty"`
+	// TargetQPS is the request rate per model the fleet must serve; unset,
+	// the plan gives no instance count.
+	TargetQPS float64 `json:"target_qps,omitempty"`
+	// Headroom is the spare fraction of instances added to the count (0.2 =
+	// 20%; the Caddyfile's default is 0.2).
+	Headroom float64 `json:"headroom,omitempty"`
 }
 
 // capacityWindow is the patterns window the plan reads: long enough to smooth

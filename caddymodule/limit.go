@@ -21,14 +21,19 @@ type LimitConfig struct {
 	// Key is the placeholder that names the client, e.g.
 	// {http.request.header.Authorization}. It is hashed before it is used; an
 	// empty expansion is one shared "anonymous" key.
-	Key    string         `json:"key"`
+	Key string `json:"key"`
+	// Limits are each key's requests and tokens per period and requests in
+	// flight.
 	Limits limiter.Limits `json:"limits"`
 	// Tiers override Limits for some keys, given as "sha256:" and the hex
 	// SHA-256 of the key as it arrives, so that no key is written in the
-	// config (or raw, as before); Global limits all keys together.
-	Tiers   map[string]limiter.Limits `json:"tiers,omitempty"`
-	Global  limiter.Limits            `json:"global,omitzero"`
-	MaxKeys int                       `json:"max_keys,omitempty"`
+	// config (or raw, as before).
+	Tiers map[string]limiter.Limits `json:"tiers,omitempty"`
+	// Global limits all keys together.
+	Global limiter.Limits `json:"global,omitzero"`
+	// MaxKeys bounds the keys remembered (default 100000): past it, a new
+	// key evicts the least recently used idle one.
+	MaxKeys int `json:"max_keys,omitempty"`
 }
 
 // limiters keeps one Limiter per distinct limit config and key secret for the

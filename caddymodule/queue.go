@@ -21,9 +21,12 @@ import (
 // MaxWaiting; then it is refused with Status (429 tells clients to back off,
 // 503 tells an outer balancer to try another gateway).
 type QueueConfig struct {
-	MaxWaiting int            `json:"max_waiting,omitempty"`
-	Timeout    caddy.Duration `json:"timeout,omitempty"`
-	Status     int            `json:"status,omitempty"`
+	// MaxWaiting is how many requests may wait at once (default 256).
+	MaxWaiting int `json:"max_waiting,omitempty"`
+	// Timeout is how long one request may wait (default 10s).
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// Status answers a request the queue refuses: 503 (default) or 429.
+	Status int `json:"status,omitempty"`
 }
 
 func (q *QueueConfig) setDefaults() {

@@ -14,15 +14,31 @@ type Rules struct {
 	// failing, and an old reading says nothing about now). Default 30s.
 	StaleAfter Duration `json:"stale_after,omitzero"`
 
-	PCIeDowngrade   PCIeRule       `json:"pcie_downgrade,omitzero"`
-	HWSlowdown      FlagRule       `json:"hw_slowdown,omitzero"`
-	XID             WindowRule     `json:"xid,omitzero"`
-	ECCUncorrected  WindowRule     `json:"ecc_uncorrected,omitzero"`
-	PreemptionStorm RateRule       `json:"preemption_storm,omitzero"`
-	ThroughputDrop  ThroughputRule `json:"throughput_drop,omitzero"`
-	KVLeak          KVLeakRule     `json:"kv_leak,omitzero"`
-	Swap            SwapRule       `json:"swap,omitzero"`
-	ScrapeFailed    CountRule      `json:"scrape_failed,omitzero"`
+	// PCIeDowngrade flags a busy GPU whose PCIe link runs below its maximum
+	// (reason pcie_downgraded).
+	PCIeDowngrade PCIeRule `json:"pcie_downgrade,omitzero"`
+	// HWSlowdown flags GPUs the hardware clocks down to protect itself
+	// (reasons hw_thermal_slowdown, hw_power_brake, hw_slowdown).
+	HWSlowdown FlagRule `json:"hw_slowdown,omitzero"`
+	// XID flags a new Xid error from the NVIDIA driver (reason xid).
+	XID WindowRule `json:"xid,omitzero"`
+	// ECCUncorrected flags a rise in uncorrectable ECC errors (reason
+	// ecc_uncorrected).
+	ECCUncorrected WindowRule `json:"ecc_uncorrected,omitzero"`
+	// PreemptionStorm flags a sustained preemption rate (reason
+	// preemption_storm).
+	PreemptionStorm RateRule `json:"preemption_storm,omitzero"`
+	// ThroughputDrop flags generation slower than the backend's own baseline
+	// (reason throughput_drop).
+	ThroughputDrop ThroughputRule `json:"throughput_drop,omitzero"`
+	// KVLeak flags KV cache held with nothing running (reason kv_leak; the
+	// JSON name idle_kv is still read).
+	KVLeak KVLeakRule `json:"kv_leak,omitzero"`
+	// Swap flags a host that swaps (reason swap_in_use).
+	Swap SwapRule `json:"swap,omitzero"`
+	// ScrapeFailed marks a backend down after failed scrapes in a row (reason
+	// scrape_failed; the JSON name scrape_failures is still read).
+	ScrapeFailed CountRule `json:"scrape_failed,omitzero"`
 	// TTFTOutlier judges the gateway's own TTFT observations, not scrapes;
 	// the Monitor applies it after Evaluate.
 	TTFTOutlier TTFTOutlierRule `json:"ttft_outlier,omitzero"`
@@ -57,7 +73,10 @@ func (r *Rules) UnmarshalJSON(b []byte) error {
 // power, so a GPU below BusyUtilPercent (default 10) or with unknown utilisation
 // is never flagged. All four link fields must be known.
 type PCIeRule struct {
-	Disabled        bool    `json:"disabled,omitzero"`
+	// Disabled turns the rule off.
+	Disabled bool `json:"disabled,omitzero"`
+	// BusyUtilPercent is the GPU utilisation at and above which a GPU counts
+	// as busy (default 10).
 	BusyUtilPercent float64 `json:"busy_util_percent,omitzero"`
 }
 
@@ -66,6 +85,7 @@ type PCIeRule struct {
 // (0x40), HW power brake (0x80), and HW slowdown (0x8) when neither of those
 // explains it. SW power cap (0x4) and idle (0x1) are normal operation.
 type FlagRule struct {
+	// Disabled turns the rule off.
 	Disabled bool `json:"disabled,omitzero"`
 }
 
@@ -75,8 +95,10 @@ type FlagRule struct {
 // previous one, so a value already present at the first reading is history, not
 // news.
 type WindowRule struct {
-	Disabled bool     `json:"disabled,omitzero"`
-	Window   Duration `json:"window,omitzero"`
+	// Disabled turns the rule off.
+	Disabled bool `json:"disabled,omitzero"`
+	// Window is how long an event keeps the backend degraded (default 5m).
+	Window Duration `json:"window,omitzero"`
 }
 
 // RateRule flags the preemption rate when every rate between consecutive
@@ -84,9 +106,13 @@ type WindowRule struct {
 // 1/s over 30s), and the history reaches back over the whole window. A backend
 // preempting that much is recomputing KV cache instead of generating.
 type RateRule struct {
-	Disabled  bool     `json:"disabled,omitzero"`
-	PerSecond float64  `json:"per_second,omitzero"`
-	For       Duration `json:"for,omitzero"`
+	// Disabled turns the rule off.
+	Disabled bool `json:"disabled,omitzero"`
+	// PerSecond is the rate every interval of the window must exceed
+	// (default 1).
+	PerSecond float64 `json:"per_second,omitzero"`
+	// For is the trailing window (default 30s).
+	For Duration `json:"for,omitzero"`
 }
 
 // ThroughputRule flags generation throughput per running request that has stayed
@@ -97,11 +123,19 @@ type RateRule struct {
 // count on either side: an idle server generates nothing and is not slow. Per-
 // request throughput also falls as batches grow, which is why the ratio is loose.
 type ThroughputRule struct {
-	Disabled           bool     `json:"disabled,omitzero"`
-	Ratio              float64  `json:"ratio,omitzero"`
-	For                Duration `json:"for,omitzero"`
-	Baseline           Duration `json:"baseline,omitzero"`
-	MinBaselineSamples int      `json:"min_baseline_samples,omitzero"`
+	// Disabled turns the rule off.
+	Disabled bool `json:"disabled,omitzero"`
+	// Ratio of the baseline below which throughput counts as dropped
+	// (default 0.5).
+	Ratio float64 `json:"ratio,omitzero"`
+	// For is the trailing window that must stay below (default 60s).
+	For Duration `json:"for,omitzero"`
+	// Baseline is the window before For whose median is the reference
+	// (default 10m).
+	Baseline Duration `json:"baseline,omitzero"`
+	// MinBaselineSamples is how many busy intervals the baseline needs before
+	// it counts (default 20).
+	MinBaselineSamples int `json:"min_baseline_samples,omitzero"`
 }
 
 // KVLeakRule flags KV cache held by a backend with nothing running or waiting,
@@ -112,23 +146,31 @@ type ThroughputRule struct {
 // which starves it of the traffic that would make it preempt: this rule sees
 // the leak without that traffic.
 type KVLeakRule struct {
-	Disabled bool     `json:"disabled,omitzero"`
-	MinUsage float64  `json:"min_usage,omitzero"`
-	For      Duration `json:"for,omitzero"`
+	// Disabled turns the rule off.
+	Disabled bool `json:"disabled,omitzero"`
+	// MinUsage is the idle KV usage, 0..1, that counts as held (default 0.3).
+	MinUsage float64 `json:"min_usage,omitzero"`
+	// For is the trailing window every scrape of which must show it (default
+	// 30s).
+	For Duration `json:"for,omitzero"`
 }
 
 // SwapRule flags a host using more than MaxBytes of swap (default 256 MiB): a
 // GPU server that swaps stalls its tokenizer and scheduler threads.
 type SwapRule struct {
-	Disabled bool    `json:"disabled,omitzero"`
+	// Disabled turns the rule off.
+	Disabled bool `json:"disabled,omitzero"`
+	// MaxBytes of swap in use that are tolerated (default 256 MiB).
 	MaxBytes float64 `json:"max_bytes,omitzero"`
 }
 
 // CountRule marks a backend down after After failed scrapes in a row (default 3):
 // one lost scrape is noise, several mean the server is gone.
 type CountRule struct {
+	// Disabled turns the rule off: failed scrapes never make a backend down.
 	Disabled bool `json:"disabled,omitzero"`
-	After    int  `json:"after,omitzero"`
+	// After is how many failed scrapes in a row make it down (default 3).
+	After int `json:"after,omitzero"`
 }
 
 // DefaultRules returns the rules with every default filled in.

@@ -21,12 +21,21 @@ import (
 // long prompts is busy, not broken. Figures under MinTTFT (default 200ms) are
 // never outliers: three times a fast answer is still a fast answer.
 type TTFTOutlierRule struct {
-	Disabled   bool     `json:"disabled,omitzero"`
-	Ratio      float64  `json:"ratio,omitzero"`
-	For        Duration `json:"for,omitzero"`
-	Window     Duration `json:"window,omitzero"`
-	MinSamples int      `json:"min_samples,omitzero"`
-	MinTTFT    Duration `json:"min_ttft,omitzero"`
+	// Disabled turns the rule off.
+	Disabled bool `json:"disabled,omitzero"`
+	// Ratio over the rest of the fleet's figure that makes an outlier
+	// (default 3).
+	Ratio float64 `json:"ratio,omitzero"`
+	// For is how long the ratio must hold (default 60s).
+	For Duration `json:"for,omitzero"`
+	// Window is the trailing span of requests a backend's figure is the
+	// median of (default 60s).
+	Window Duration `json:"window,omitzero"`
+	// MinSamples is how many requests in Window a figure needs (default 10).
+	MinSamples int `json:"min_samples,omitzero"`
+	// MinTTFT is the figure below which a backend is never an outlier
+	// (default 200ms).
+	MinTTFT Duration `json:"min_ttft,omitzero"`
 }
 
 func (r TTFTOutlierRule) withDefaults() TTFTOutlierRule {
