@@ -278,7 +278,8 @@ func outcomeOf(res traffic.Result, ow *observingWriter, c *call, err error, pani
 	switch {
 	case res.ErrorEvent:
 		o = lb.OutcomeStreamError
-	case ow.writeErr != nil || errors.Is(ow.r.Context().Err(), context.Canceled):
+	case (ow.writeErr != nil || errors.Is(ow.r.Context().Err(), context.Canceled)) && !res.Complete:
+		// A client that hangs up after [DONE] got its whole answer.
 		return lb.OutcomeOK, outcomeClientGone, false
 	case err != nil || panicked || res.Status == 0 || (res.Stream && !res.Complete):
 		o = lb.OutcomeReset

@@ -190,10 +190,15 @@ func (h *leaseHolder) backendAddr() string {
 	return ""
 }
 
-// triedBefore reports whether an earlier attempt of the request went to b.
+// triedBefore reports whether an earlier attempt of the request went to b:
+// the current lease's backend too, since Select runs for a new attempt
+// before the new lease replaces the failed one.
 func (h *leaseHolder) triedBefore(b *lb.Backend) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.lease != nil && h.lease.Backend() == b {
+		return true
+	}
 	for _, t := range h.tried {
 		if t == b {
 			return true
