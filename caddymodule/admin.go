@@ -3,13 +3,15 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/limiter/redisstore"
+	"github.com/llmgate/llmgate/report"
 )
 
 func init() {
@@ -51,6 +53,14 @@ func liveFleet(r *http.Request, method string) (*fleet, error) {
 	return f, nil
 }
 
+// backendsAnswer is GET /llm/backends: the fleet report, plus the manual
+// drains with who took them, when, why, and whether every gateway sharing the
+// store follows them (scope shared) or only this one (local).
+type backendsAnswer struct {
+	report.FleetReport
+	ManualDrains []manualDrain `json:"manual_drains"`
+}
+
 func handleBackends(w http.ResponseWriter, r *http.Request) error {
 	f, err := liveFleet(r, http.MethodGet)
 	if err != nil {
@@ -58,11 +68,34 @@ func handleBackends(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The admin API speaks JSON only, whatever the client accepts, and is
 	// trusted with per-key figures.
-	r.Header.Del("Accept")
-	return serveReport(w, r, f, true)
+	now := time.Now()
+	ans := backendsAnswer{FleetReport: buildReport(f, now, true), ManualDrains: []manualDrain{}}
+	for _, b := range f.pool.Backends() {
+		if !b.Rotation(now).Manual {
+			continue
+		}
+		d, ok := f.drains.get(b.Addr)
+		if !ok || !d.Drained {
+			d = manualDrain{Address: b.Addr, Scope: scopeLocal, Drain: redisstore.Drain{Drained: true}}
+		}
+		ans.ManualDrains = append(ans.ManualDrains, d)
+	}
+	status := http.StatusOK
+	if !ans.Summary.CanServe {
+		status = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, status, ans)
 }
 
-// handleBackendAction serves POST /llm/backends/{addr}/drain and /undrain.
+// maxReason bounds the reason kept with a manual drain.
+const maxReason = 256
+
+// handleBackendAction serves POST /llm/backends/{addr}/drain and /undrain,
+// with an optional reason (?reason=... or a JSON body {"reason": "..."}).
+// With a store, the action reaches every gateway sharing it within a scrape
+// interval; if the store fails, it holds on this gateway only, and the
+// answer says so.
 func handleBackendAction(w http.ResponseWriter, r *http.Request) error {
 	f, err := liveFleet(r, http.MethodPost)
 	if err != nil {
@@ -78,19 +111,34 @@ func handleBackendAction(w http.ResponseWriter, r *http.Request) error {
 			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("unknown backend %q", addr)}
 		}
 	}
+	reason := r.URL.Query().Get("reason")
+	if r.Body != nil && strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		var body struct {
+			Reason string `json:"reason"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&body); err != nil && err != io.EOF {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("body: want {\"reason\": \"...\"}: %v", err)}
+		}
+		if body.Reason != "" {
+			reason = body.Reason
+		}
+	}
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
 	now := time.Now()
-	var t lb.Transition
-	if action == "drain" {
-		t = f.pool.Drain(addr, now)
-	} else {
-		t = f.pool.Undrain(addr, now)
-	}
-	if t.From != t.To {
-		f.logTransitions([]lb.Transition{t})
-	}
+	d, storeErr := f.manualAction(addr, action == "drain", reason, now)
 	b, _ := f.pool.Lookup(addr)
+	ans := map[string]any{"address": addr, "in_flight": b.InFlight(), "rotation": b.Rotation(now),
+		"scope": d.Scope, "at": d.At, "by": d.By}
+	if d.Reason != "" {
+		ans["reason"] = d.Reason
+	}
+	if storeErr != nil {
+		ans["warning"] = "the store did not answer (" + storeErr.Error() + "): this " + action + " holds on this gateway only; repeat it on the others or when the store is back"
+	}
 	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(map[string]any{"address": addr, "in_flight": b.InFlight(), "rotation": b.Rotation(now)})
+	return json.NewEncoder(w).Encode(ans)
 }
 
 // Interface guards

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -67,8 +68,18 @@ type App struct {
 	// gateway the same one, through a placeholder such as
 	// {env.LLMGATE_KEY_SECRET}; without one, hashes are per process.
 	KeySecret string `json:"key_secret,omitempty"`
+	// StoreRaw is a store shared with the other gateways of the fleet (a
+	// module in llm.stores, e.g. redis): every limit and manual drain then
+	// holds fleet-wide. Without one, all is per gateway.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=llm.stores inline_key=module"`
+	// OnStoreError is what limits do while the store fails: "local"
+	// (default: each gateway limits at limit/Replicas), "allow" or "deny".
+	OnStoreError string `json:"on_store_error,omitempty"`
+	// Replicas is the number of gateways sharing the store.
+	Replicas int `json:"replicas,omitempty"`
 
 	ctx    caddy.Context
+	store  *storeConfig    // nil without a store
 	keys   *limiter.Hasher // nil without KeySecret
 	fleet  *fleet
 	logger *zap.Logger
@@ -89,8 +100,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.fleet = f
+	if err := a.provisionStore(); err != nil {
+		return err
+	}
 	if err := a.provisionKeys(); err != nil {
 		return err
+	}
+	if a.keys == nil && a.store != nil {
+		a.keys = a.storeSecret()
 	}
 	reg := ctx.GetMetricsRegistry()
 	if reg != nil {
@@ -169,6 +186,10 @@ func (a *App) Start() error {
 	}
 	a.fleet.monitor.SetStatic(static)
 	a.fleet.start()
+	a.fleet.store.Store(a.store)
+	if a.store != nil {
+		go a.fleet.runDrainSync(a.store.store, a.scrapeInterval(), a.ctx.Done())
+	}
 	a.logger.Info("llm fleet configured", zap.Strings("backends", static),
 		zap.Duration("scrape_interval", time.Duration(a.ScrapeInterval)))
 	return nil
@@ -278,7 +299,9 @@ type fleet struct {
 	patternsMu     sync.Mutex
 	patternsReport patterns.Report
 	patternsAt     time.Time
-	logger         atomic.Pointer[zap.Logger] // the newest config's
+	logger         atomic.Pointer[zap.Logger]  // the newest config's
+	store          atomic.Pointer[storeConfig] // the newest config's; nil without
+	drains         drainBook                   // manual drains and undrains taken
 	cancel         context.CancelFunc
 	started        bool
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/llmgate/llmgate/lb"
+	"github.com/llmgate/llmgate/limiter"
 )
 
 func init() {
@@ -40,6 +41,15 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //		drain { ... }
 //		eject { ... }
 //		key_secret {env.LLMGATE_KEY_SECRET}
+//		store redis {
+//			address    10.0.0.5:6379
+//			password   {env.REDIS_PASSWORD}
+//			db         0
+//			key_prefix llmgate:
+//			timeout    50ms
+//		}
+//		on_store_error local|allow|deny
+//		replicas 3
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -121,6 +131,39 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.KeySecret = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "store":
+			if !d.NextArg() {
+				return d.Errf("store: want a store module, e.g. store redis { address host:port }")
+			}
+			name := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "llm.stores."+name)
+			if err != nil {
+				return err
+			}
+			a.StoreRaw = caddyconfig.JSONModuleObject(unm, "module", name, nil)
+		case "on_store_error":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if _, err := limiter.ParseFallback(d.Val()); err != nil {
+				return d.Err(err.Error())
+			}
+			a.OnStoreError = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "replicas":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return d.Errf("replicas: want the number of gateways sharing the store, got %q", d.Val())
+			}
+			a.Replicas = n
 			if d.NextArg() {
 				return d.ArgErr()
 			}

@@ -100,7 +100,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.StallTimeout = caddy.Duration(DefaultStallTimeout)
 	}
 	if h.Limit != nil {
-		if h.limiter, err = h.Limit.limiter(h.keys); err != nil {
+		if h.limiter, err = h.Limit.limiter(h.keys, app.(*App).store); err != nil {
 			return err
 		}
 	}

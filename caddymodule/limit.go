@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/llmgate/llmgate/limiter"
@@ -34,14 +34,25 @@ type LimitConfig struct {
 	// MaxKeys bounds the keys remembered (default 100000): past it, a new
 	// key evicts the least recently used idle one.
 	MaxKeys int `json:"max_keys,omitempty"`
+
+	poolID string // of the limiter taken from limiters
 }
 
-// limiters keeps one Limiter per distinct limit config and key secret for the
-// life of the process, so buckets and in-flight counts survive a reload that
-// keeps both. The secret counts because the limiter's tiers are named under it.
-var limiters sync.Map // config JSON and secret fingerprint → *limiter.Limiter
+// limiters keeps one Limiter per distinct limit config, key secret and store
+// while a config uses it, so buckets and in-flight counts survive a reload that
+// keeps all three: the new config's handlers take their reference before the
+// old ones' Cleanup lets go. The secret counts because the limiter's tiers are
+// named under it; the store because its buckets live there.
+var limiters = caddy.NewUsagePool()
 
-func (c *LimitConfig) limiter(keys *limiter.Hasher) (*limiter.Limiter, error) {
+// pooledLimiter is a Limiter held in limiters.
+type pooledLimiter struct{ *limiter.Limiter }
+
+func (pooledLimiter) Destruct() error { return nil }
+
+// limiter returns the shared Limiter for c, keys and the store (nil: none),
+// taking a reference that release gives back.
+func (c *LimitConfig) limiter(keys *limiter.Hasher, sc *storeConfig) (*limiter.Limiter, error) {
 	for tier := range c.Tiers {
 		if err := limiter.CheckTierKey(tier); err != nil {
 			return nil, err
@@ -50,19 +61,43 @@ func (c *LimitConfig) limiter(keys *limiter.Hasher) (*limiter.Limiter, error) {
 	cfg, _ := json.Marshal(c)
 	// The name of the empty key stands for the secret without revealing it.
 	id := string(cfg) + "\x00" + keys.HashKey("")
-	if l, ok := limiters.Load(id); ok {
-		return l.(*limiter.Limiter), nil
+	lc := limiter.Config{Default: c.Limits, Tiers: c.Tiers, Keys: keys, Global: c.Global, MaxKeys: c.MaxKeys}
+	if sc != nil {
+		id += "\x00" + sc.store.StoreID() + "\x00" + sc.onStoreError.String() + "\x00" + strconv.Itoa(sc.replicas)
+		lc.Store, lc.OnStoreError, lc.Replicas = sc.store.LimitStore(), sc.onStoreError, sc.replicas
 	}
-	l, _ := limiters.LoadOrStore(id, limiter.New(limiter.Config{
-		Default: c.Limits, Tiers: c.Tiers, Keys: keys, Global: c.Global, MaxKeys: c.MaxKeys,
-	}))
-	return l.(*limiter.Limiter), nil
+	v, _, err := limiters.LoadOrNew(id, func() (caddy.Destructor, error) {
+		return pooledLimiter{limiter.New(lc)}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.poolID = id
+	return v.(pooledLimiter).Limiter, nil
 }
+
+// release gives back the reference limiter took.
+func (c *LimitConfig) release() error {
+	if c == nil || c.poolID == "" {
+		return nil
+	}
+	_, err := limiters.Delete(c.poolID)
+	c.poolID = ""
+	return err
+}
+
+// Cleanup releases the handler's limiter.
+func (h *Handler) Cleanup() error { return h.Limit.release() }
 
 // admit reserves the request and its tokens for the client, or writes the 429.
 // The returned ticket must be settled when the response ends.
 func (h *Handler) admit(w http.ResponseWriter, key string, tokens int64) (*limiter.Ticket, bool) {
 	ticket, denial := h.limiter.Admit(key, tokens, time.Now())
+	if denial != nil && denial.Kind == limiter.Unavailable {
+		refusalsTotal.WithLabelValues("limit_store_unavailable").Inc()
+		traffic.WriteError(w, traffic.Unavailable(denial.Error(), denial.RetryAfter))
+		return nil, false
+	}
 	if denial != nil {
 		denial.Headers.Set(w.Header())
 		kind := "requests"

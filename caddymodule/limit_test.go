@@ -126,10 +126,11 @@ func TestLimitTiersAndGlobalCaddyfile(t *testing.T) {
 	// The tier lets its key past the default limit; the global limit caps
 	// everyone together.
 	keys := limiter.NewHasher([]byte("a test key secret"))
-	l, err := c.limiter(keys)
+	l, err := c.limiter(keys, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.release() })
 	now := time.Now()
 	admit := func(raw string) bool {
 		ticket, denial := l.Admit(keys.HashKey(raw), 1, now)
@@ -167,9 +168,21 @@ func TestLimitTiersAndGlobalCaddyfile(t *testing.T) {
 	}
 }
 
-// freshLimiters forgets the process-wide limiters (kept across reloads by
-// design), so a test's buckets start full however often it runs.
+// freshLimiters forgets the limiters (kept across reloads by design) that an
+// earlier test left, so a test's buckets start full however often it runs.
 func freshLimiters(t *testing.T) {
-	limiters.Clear()
-	t.Cleanup(limiters.Clear)
+	drop := func() {
+		var ids []any
+		limiters.Range(func(id, _ any) bool {
+			ids = append(ids, id)
+			return true
+		})
+		for _, id := range ids {
+			for n, ok := limiters.References(id); ok && n > 0; n, ok = limiters.References(id) {
+				limiters.Delete(id)
+			}
+		}
+	}
+	drop()
+	t.Cleanup(drop)
 }

@@ -155,7 +155,8 @@ var sourceTruncated = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 // collectors are every collector llmgate exports.
 func collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{fleetCollector{}, scrapeDuration, drainsTotal, ejectionsTotal, sourceTruncated}, requestCollectors()...)
+	cs := append([]prometheus.Collector{fleetCollector{}, scrapeDuration, drainsTotal, ejectionsTotal, sourceTruncated}, requestCollectors()...)
+	return append(cs, storeCollectors()...)
 }
 
 // registerCollectors adds llmgate's collectors to a config's registry. Each config

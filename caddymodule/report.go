@@ -51,5 +51,6 @@ func buildReport(f *fleet, now time.Time, showKeys bool) report.FleetReport {
 		patterns = patterns.WithoutKeys()
 	}
 	r.Patterns = &patterns
+	r.LimitStore = f.storeReport()
 	return r
 }

@@ -22,6 +22,8 @@ type FleetReport struct {
 	Patterns *patterns.Report `json:"patterns,omitempty"`
 	// Capacity sizes the fleet per model from the last 15 minutes' traffic.
 	Capacity []LivePlan `json:"capacity,omitempty"`
+	// LimitStore is the store shared with other gateways, if any.
+	LimitStore *StoreStatus `json:"limit_store,omitempty"`
 }
 
 // FleetSummary counts backends by health and by rotation state.
