@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -8,87 +9,210 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/llmgate/llmgate/bench"
-	"github.com/llmgate/llmgate/diag"
 	"github.com/llmgate/llmgate/sim"
 )
 
 func init() {
-	register("bench-routing", "[--policies round_robin,least_conn,llm] [--rate R] [--duration D] [--markdown]",
-		"Compare load-balancing policies on the same simulated fleet (one of four degraded) and workload", runRoutingBench)
+	register("bench-routing", "[--scenario slow-backend|shared-prefix|skewed-prefix] [--policies least_conn,llm-noprefix,llm] [--rate R] [--duration D] [--markdown]",
+		"Compare load-balancing policies side by side on the same simulated fleet and workload", runRoutingBench)
+}
+
+// scenario is one fleet and workload that policies are compared on. Every
+// value is a default that a flag of the same name overrides.
+type scenario struct {
+	name, about string
+	policies    string
+	backends    int
+	// degraded: the last backend runs with --degraded-slowdown and
+	// --degraded-kv-leak.
+	degraded bool
+	// numGPUBlocks sizes each sim's KV cache (0: the sim's default).
+	numGPUBlocks int
+	// timeScale and rate are calibrated together: near the fleet's
+	// saturation under least_conn (TTFT queue-bound), at a rate of SSE
+	// events that a 2-core machine serves with the gateway, the sims and
+	// the load generator in one process.
+	timeScale    float64
+	rate         float64
+	promptTokens string // the user message; after the shared prompt if any
+	maxTokens    string
+	reuse        bench.Reuse
+}
+
+// scenarios are what bench-routing knows, the first being the default.
+//
+// The prefix scenarios give each sim 4,096 KV blocks (65,536 tokens): a
+// quarter of the 48 shared prompts (12 x 2,000 tokens) fits in one sim
+// with room for the running requests, all 48 do not. That is the regime
+// that separates routers: a policy that scatters every prompt over the
+// fleet makes each sim evict what it cached for the next prompt, one that
+// partitions them keeps them. The user messages are shorter than the
+// slow-backend scenario's (median 200 tokens, mean about 270), so that
+// cached prompt tokens can reach 0.8 of all prompt tokens (2,000 of about
+// 2,280); with that scenario's 400-token median they could not pass 0.75.
+//
+// Calibration (least_conn, 20-30 s windows, on a shared 2-core machine):
+// shared-prefix at time scale 1 has TTFT p50 0.2 s at 26 req/s and 1.4 s
+// at 28 (preempting, still keeping up); skewed-prefix, whose 12 prompts all
+// fit in every sim so that even least_conn finds 85% of prompt tokens
+// cached, saturates near 85 req/s at time scale 1, too many streamed
+// tokens for 2 cores, so it runs at time scale 2 (every step twice as
+// long): TTFT p50 0.14 s at 40 req/s, 0.35 s (p99 3 s) at 42, 1.3 s at 44.
+var scenarios = []scenario{
+	{
+		name: "slow-backend", about: "unshared prompts; the last backend is degraded.",
+		policies: "least_conn,round_robin,llm", backends: 4, degraded: true,
+		timeScale: 1, rate: 36, promptTokens: "lognormal:400,1.0,6000", maxTokens: "lognormal:120,0.6,1000",
+	},
+	{
+		name: "shared-prefix", about: "many shared system prompts, equally popular; prefix caching on: does routing keep each prompt's cache warm?",
+		policies: "least_conn,llm-noprefix,llm", backends: 4, numGPUBlocks: 4096,
+		timeScale: 1, rate: 28, promptTokens: "lognormal:200,0.8,2000", maxTokens: "lognormal:120,0.6,1000",
+		reuse: bench.Reuse{Prefixes: 48, PrefixTokens: 2000},
+	},
+	{
+		name: "skewed-prefix", about: "a few shared system prompts, one of them hot; prefix caching on: does routing avoid a hot spot?",
+		policies: "least_conn,llm-noprefix,llm", backends: 4, numGPUBlocks: 4096,
+		timeScale: 2, rate: 42, promptTokens: "lognormal:200,0.8,2000", maxTokens: "lognormal:120,0.6,1000",
+		reuse: bench.Reuse{Prefixes: 12, PrefixTokens: 2000, Popularity: bench.Popularity{Zipf: 1.5}},
+	},
+}
+
+func scenarioNames() string {
+	var names []string
+	for _, s := range scenarios {
+		names = append(names, s.name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // routingBench is one run of the comparison: the same seeded fleet and the same
 // seeded open-loop workload for every policy, each on a fresh fleet so no policy
-// inherits another's queues or leaked KV.
+// inherits another's queues, leaked KV or prefix cache.
 type routingBench struct {
-	llmOptions string
-	policies   []string
-	backends   int
-	degraded   sim.Faults
-	timeScale  float64
-	workload   bench.Config
-	stdout     io.Writer
+	sc           scenario
+	llmOptions   string
+	policies     []string
+	backends     int
+	numGPUBlocks int
+	degraded     sim.Faults
+	timeScale    float64
+	workload     bench.Config
+	stdout       io.Writer
+}
+
+// fleetStats is what the backends' own counters say about one run.
+type fleetStats struct {
+	preemptions, prefixQueries, prefixHits float64
 }
 
 func runRoutingBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench-routing", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	policies := fs.String("policies", "least_conn,round_robin,llm", "lb_policy values to compare, the first is the baseline")
-	backends := fs.Int("backends", 4, "simulated backends; the last one is degraded")
-	slowdown := fs.Float64("degraded-slowdown", 3, "the degraded backend's slowdown factor")
-	kvLeak := fs.Float64("degraded-kv-leak", 0, "the degraded backend's KV leak fraction")
-	timeScale := fs.Float64("time-scale", 1, "simulated time per real second (<1 runs faster)")
+	scName := fs.String("scenario", scenarios[0].name, "fleet and workload: "+scenarioNames())
+	policies := fs.String("policies", "", "lb_policy values to compare, the first is the baseline; llm-noprefix is llm with prefix off (default: the scenario's)")
+	backends := fs.Int("backends", 0, "simulated backends (default: the scenario's)")
+	numBlocks := fs.Int("num-gpu-blocks", 0, "KV cache blocks per sim (default: the scenario's)")
+	slowdown := fs.Float64("degraded-slowdown", 3, "the degraded backend's slowdown factor (scenarios with one)")
+	kvLeak := fs.Float64("degraded-kv-leak", 0, "the degraded backend's KV leak fraction (scenarios with one)")
+	timeScale := fs.Float64("time-scale", 0, "multiplies every simulated step's duration (<1 runs faster; default: the scenario's)")
 	markdown := fs.Bool("markdown", false, "print the comparison as a Markdown table")
 	llmOptions := fs.String("llm-options", "", "lb_policy llm options, e.g. \"wait_weight -1; speed_weight 2\"")
 	wl := bench.DefaultConfig()
-	wl.Endpoint = bench.Completions
-	wl.Rate = 36
+	wl.Endpoint = bench.Chat
 	wl.Concurrency = 0
 	wl.Duration = 60 * time.Second
 	wl.Warmup = 10 * time.Second
 	wl.IgnoreEOS = true
 	wl.MaxInFlight = 4096
-	_ = wl.PromptTokens.Set("lognormal:400,1.0,6000")
-	_ = wl.MaxTokens.Set("lognormal:120,0.6,1000")
-	fs.Float64Var(&wl.Rate, "rate", wl.Rate, "open-loop arrivals per second (default: near the fleet's saturation)")
+	fs.Float64Var(&wl.Rate, "rate", 0, "open-loop arrivals per second (default: the scenario's, near the fleet's saturation)")
 	fs.DurationVar(&wl.Duration, "duration", wl.Duration, "measured time per policy")
 	fs.DurationVar(&wl.Warmup, "warmup", wl.Warmup, "unmeasured time per policy before it")
-	fs.Var(&wl.PromptTokens, "prompt-tokens", "prompt length distribution")
-	fs.Var(&wl.MaxTokens, "max-tokens", "max_tokens distribution")
+	fs.Var(&wl.PromptTokens, "prompt-tokens", "prompt length distribution (after the shared prompt, if any; default: the scenario's)")
+	fs.Var(&wl.MaxTokens, "max-tokens", "max_tokens distribution (default: the scenario's)")
+	fs.IntVar(&wl.Reuse.Prefixes, "prefixes", 0, "shared system prompts (default: the scenario's)")
+	fs.IntVar(&wl.Reuse.PrefixTokens, "prefix-tokens", 0, "tokens per shared system prompt (default: the scenario's)")
+	fs.Var(&wl.Reuse.Popularity, "prefix-popularity", "uniform or zipf:S (default: the scenario's)")
 	fs.Uint64Var(&wl.Seed, "seed", wl.Seed, "workload and fleet seed")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.name == *scName })
+	if i < 0 {
+		return fmt.Errorf("bench-routing: unknown scenario %q (have %s)", *scName, scenarioNames())
+	}
+	sc := scenarios[i]
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["policies"] {
+		*policies = sc.policies
+	}
+	if !set["backends"] {
+		*backends = sc.backends
+	}
+	if !set["num-gpu-blocks"] {
+		*numBlocks = sc.numGPUBlocks
+	}
+	if !set["rate"] {
+		wl.Rate = sc.rate
+	}
+	if !set["time-scale"] {
+		*timeScale = sc.timeScale
+	}
+	if !set["prompt-tokens"] {
+		_ = wl.PromptTokens.Set(sc.promptTokens)
+	}
+	if !set["max-tokens"] {
+		_ = wl.MaxTokens.Set(sc.maxTokens)
+	}
+	if !set["prefixes"] {
+		wl.Reuse.Prefixes = sc.reuse.Prefixes
+	}
+	if !set["prefix-tokens"] {
+		wl.Reuse.PrefixTokens = sc.reuse.PrefixTokens
+	}
+	if !set["prefix-popularity"] {
+		wl.Reuse.Popularity = sc.reuse.Popularity
+	}
+	if wl.Reuse.Prefixes == 0 {
+		// Unshared prompts: the completions API, as this benchmark has
+		// always used, and nothing for a prefix cache to find.
+		wl.Endpoint = bench.Completions
+	}
+	degraded := sim.Faults{Slowdown: 1, Metrics: sim.MetricsOK}
+	if sc.degraded {
+		degraded = sim.Faults{Slowdown: *slowdown, KVLeak: *kvLeak, Metrics: sim.MetricsOK}
+	}
 	rb := routingBench{
-		llmOptions: strings.ReplaceAll(*llmOptions, ";", "\n"),
-		policies:   strings.Split(*policies, ","),
-		backends:   *backends,
-		degraded:   sim.Faults{Slowdown: *slowdown, KVLeak: *kvLeak, Metrics: sim.MetricsOK},
-		timeScale:  *timeScale,
-		workload:   wl,
-		stdout:     stdout,
+		sc:           sc,
+		llmOptions:   strings.ReplaceAll(*llmOptions, ";", "\n"),
+		policies:     strings.Split(*policies, ","),
+		backends:     *backends,
+		numGPUBlocks: *numBlocks,
+		degraded:     degraded,
+		timeScale:    *timeScale,
+		workload:     wl,
+		stdout:       stdout,
 	}
 	var results []*bench.Result
-	var preemptions []float64
+	var fleets []fleetStats
 	for _, policy := range rb.policies {
-		fmt.Fprintf(stderr, "bench-routing: %s: %v warmup + %v at %.1f req/s...\n", policy, wl.Warmup, wl.Duration, wl.Rate)
-		res, pre, err := rb.runPolicy(ctx, policy)
+		fmt.Fprintf(stderr, "bench-routing: %s: %s: %v warmup + %v at %.1f req/s...\n", sc.name, policy, wl.Warmup, wl.Duration, wl.Rate)
+		res, fl, err := rb.runPolicy(ctx, policy)
 		if err != nil {
 			return fmt.Errorf("%s: %w", policy, err)
 		}
 		results = append(results, res)
-		preemptions = append(preemptions, pre)
+		fleets = append(fleets, fl)
 	}
-	fmt.Fprintf(stdout, "Fleet: %d simulated vLLM backends (time scale %g), the last with slowdown %gx, KV leak %g. "+
-		"Workload: open loop %.1f req/s, prompts %s, max_tokens %s, ignore_eos, seed %d, %v measured after %v warmup.\n\n",
-		rb.backends, rb.timeScale, rb.degraded.Slowdown, rb.degraded.KVLeak, wl.Rate, wl.PromptTokens, wl.MaxTokens,
-		wl.Seed, wl.Duration, wl.Warmup)
+	rb.describe(stdout)
 	if *markdown {
 		bench.CompareMarkdown(stdout, rb.policies, results)
 	} else {
@@ -96,18 +220,46 @@ func runRoutingBench(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	fmt.Fprintln(stdout)
 	for i, p := range rb.policies {
-		fmt.Fprintf(stdout, "%s: preemptions %.0f; requests per backend:", p, preemptions[i])
+		fl := fleets[i]
+		fmt.Fprintf(stdout, "%s: preemptions %.0f", p, fl.preemptions)
+		if fl.prefixQueries > 0 {
+			fmt.Fprintf(stdout, "; fleet prefix cache hits %.1f%% of queried tokens", 100*fl.prefixHits/fl.prefixQueries)
+		}
+		fmt.Fprintf(stdout, "; requests per backend:")
+		total := results[i].Requests
 		for _, a := range slices.Sorted(maps.Keys(results[i].Backends)) {
-			fmt.Fprintf(stdout, " %s=%d", a, results[i].Backends[a].Requests)
+			n := results[i].Backends[a].Requests
+			fmt.Fprintf(stdout, " %s=%d (%.0f%%)", a, n, 100*float64(n)/float64(max(total, 1)))
 		}
 		fmt.Fprintln(stdout)
 	}
 	return nil
 }
 
+// describe prints the fleet and workload above the table.
+func (rb *routingBench) describe(w io.Writer) {
+	wl := &rb.workload
+	blocks := rb.numGPUBlocks
+	if blocks == 0 {
+		blocks = sim.DefaultConfig().NumGPUBlocks
+	}
+	fmt.Fprintf(w, "Scenario %s: %s\nFleet: %d simulated vLLM backends (time scale %g, %d KV blocks of 16 tokens each",
+		rb.sc.name, rb.sc.about, rb.backends, rb.timeScale, blocks)
+	if rb.sc.degraded {
+		fmt.Fprintf(w, "), the last with slowdown %gx, KV leak %g", rb.degraded.Slowdown, rb.degraded.KVLeak)
+	} else {
+		fmt.Fprint(w, ")")
+	}
+	fmt.Fprintf(w, ". Workload: open loop %.1f req/s, %s, prompts %s", wl.Rate, wl.Endpoint, wl.PromptTokens)
+	if r := wl.Reuse.String(); r != "" {
+		fmt.Fprintf(w, " after %s", r)
+	}
+	fmt.Fprintf(w, ", max_tokens %s, ignore_eos, seed %d, %v measured after %v warmup.\n\n", wl.MaxTokens, wl.Seed, wl.Duration, wl.Warmup)
+}
+
 // runPolicy starts a fresh fleet and gateway with policy, runs the workload and
-// returns its result and the fleet's preemptions during the run.
-func (rb *routingBench) runPolicy(ctx context.Context, policy string) (*bench.Result, float64, error) {
+// returns its result and what the fleet's counters said about the run.
+func (rb *routingBench) runPolicy(ctx context.Context, policy string) (*bench.Result, fleetStats, error) {
 	var sims []*sim.Instance
 	defer func() {
 		for _, s := range sims {
@@ -119,12 +271,15 @@ func (rb *routingBench) runPolicy(ctx context.Context, policy string) (*bench.Re
 		cfg := sim.DefaultConfig()
 		cfg.Seed = rb.workload.Seed + uint64(i)
 		cfg.TimeScale = rb.timeScale
+		if rb.numGPUBlocks > 0 {
+			cfg.NumGPUBlocks = rb.numGPUBlocks
+		}
 		if i == rb.backends-1 {
 			cfg.Faults = rb.degraded
 		}
 		s, err := sim.Start(cfg, "127.0.0.1:0")
 		if err != nil {
-			return nil, 0, err
+			return nil, fleetStats{}, err
 		}
 		sims = append(sims, s)
 		addrs = append(addrs, s.Addr())
@@ -137,42 +292,69 @@ func (rb *routingBench) runPolicy(ctx context.Context, policy string) (*bench.Re
 		header_down X-Llmgate-Backend {rp.upstream.hostport}
 	}`, strings.Join(addrs, " "), rb.policyDirective(policy)))
 	if err != nil {
-		return nil, 0, err
+		return nil, fleetStats{}, err
 	}
 	defer caddy.Stop()
 
-	before := fleetPreemptions(addrs)
+	before := scrapeFleet(addrs)
 	wl := rb.workload
 	wl.URL = "http://" + gw
 	wl.Model = sim.DefaultConfig().Model
 	res, err := bench.Run(ctx, wl)
 	if err != nil {
-		return nil, 0, err
+		return nil, fleetStats{}, err
 	}
-	return res, fleetPreemptions(addrs) - before, nil
+	after := scrapeFleet(addrs)
+	return res, fleetStats{
+		preemptions:   after.preemptions - before.preemptions,
+		prefixQueries: after.prefixQueries - before.prefixQueries,
+		prefixHits:    after.prefixHits - before.prefixHits,
+	}, nil
 }
 
-// fleetPreemptions sums the backends' own preemption counters.
-func fleetPreemptions(addrs []string) float64 {
-	var total float64
+// scrapeFleet sums the backends' own counters: preemptions and prefix cache
+// queries and hits (tokens).
+func scrapeFleet(addrs []string) fleetStats {
+	var fl fleetStats
 	for _, a := range addrs {
 		resp, err := http.Get("http://" + a + "/metrics")
 		if err != nil {
 			continue
 		}
-		st, err := diag.ParseBackendMetrics(resp.Body)
-		resp.Body.Close()
-		if err == nil {
-			total += st.PreemptionsTotal
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			name, _, _ := strings.Cut(line, "{")
+			var dst *float64
+			switch name {
+			case "vllm:num_preemptions_total":
+				dst = &fl.preemptions
+			case "vllm:prefix_cache_queries_total":
+				dst = &fl.prefixQueries
+			case "vllm:prefix_cache_hits_total":
+				dst = &fl.prefixHits
+			default:
+				continue
+			}
+			if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+				*dst += v
+			}
 		}
+		resp.Body.Close()
 	}
-	return total
+	return fl
 }
 
-// policyDirective is the lb_policy value, with the llm options in a block.
+// policyDirective is the lb_policy value, with the llm options in a block;
+// llm-noprefix is llm with its prefix affinity off.
 func (rb *routingBench) policyDirective(policy string) string {
-	if policy != "llm" || strings.TrimSpace(rb.llmOptions) == "" {
-		return policy
+	name, opts := policy, rb.llmOptions
+	if policy == "llm-noprefix" {
+		name, opts = "llm", "prefix off\n"+opts
 	}
-	return policy + " {\n" + rb.llmOptions + "\n}"
+	if name != "llm" || strings.TrimSpace(opts) == "" {
+		return name
+	}
+	return name + " {\n" + opts + "\n}"
 }
