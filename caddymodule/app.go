@@ -169,6 +169,7 @@ func (a *App) Start() error {
 		Sources:        map[string]string{diag.SourceDCGM: a.DCGM, diag.SourceNode: a.Node, diag.SourceAgent: a.Agent},
 		Rules:          rules,
 		TTFT:           a.fleet.ttft,
+		ITL:            a.fleet.itl,
 		OnScrape:       observeScrape,
 		OnSample:       a.fleet.onSample,
 		OnForget:       a.fleet.onForget,
@@ -290,6 +291,7 @@ type fleet struct {
 	estimator *traffic.Estimator
 	patterns  *patterns.Patterns
 	ttft      *diag.TTFTTracker                    // the gateway's TTFT per backend, for the outlier rule
+	itl       *diag.TTFTTracker                    // the gateway's inter-token times per backend, for itl_outlier
 	outputs   outputLengths                        // per model, for the decode term
 	capacity  atomic.Pointer[CapacityConfig]       // the newest config's
 	ttftRule  atomic.Pointer[diag.TTFTOutlierRule] // the newest config's, for the report
@@ -318,6 +320,7 @@ func acquireFleet() (*fleet, error) {
 			estimator: traffic.NewEstimator(traffic.EstimatorConfig{}),
 			patterns:  patterns.New(patterns.Config{}),
 			ttft:      diag.NewTTFTTracker(),
+			itl:       diag.NewITLTracker(),
 			startedAt: time.Now(),
 		}
 		f.logger.Store(zap.NewNop())
@@ -386,6 +389,7 @@ func (f *fleet) onSample(addr string, s diag.Sample, r diag.Rates, v diag.Verdic
 func (f *fleet) onForget(addr string) {
 	f.pool.Forget(func(a string) bool { return a != addr })
 	f.ttft.Forget(addr)
+	f.itl.Forget(addr)
 	forgetBackendSeries(addr)
 }
 

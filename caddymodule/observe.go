@@ -364,6 +364,7 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 			if b, found := h.fleet.pool.Lookup(backend); found {
 				b.ObserveITL(gap)
 			}
+			h.fleet.itl.Observe(backend, gap, 0, now)
 		}
 		if res.Stream && backend != "" {
 			h.fleet.ttft.Observe(backend, res.TTFT, prompt, now)

@@ -27,6 +27,7 @@ import (
 //		throughput_drop 0.5x for 60s baseline 10m
 //		kv_leak 30% for 30s
 //		ttft_outlier 3x for 60s window 60s min 200ms
+//		itl_outlier 2x for 60s window 60s min 2ms
 //		swap 256MiB
 //		scrape_failed 3
 //		stale_after 30s
@@ -95,8 +96,11 @@ func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
 					}, "")
 				}
 			}
-		case "ttft_outlier":
+		case "ttft_outlier", "itl_outlier":
 			o := &r.TTFTOutlier
+			if name == "itl_outlier" {
+				o = &r.ITLOutlier
+			}
 			o.Disabled = off
 			if !off {
 				if err = floatInto(&o.Ratio, "x")(args[0]); err == nil {

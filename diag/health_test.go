@@ -455,13 +455,13 @@ func TestReasonKinds(t *testing.T) {
 	for _, reason := range []string{"scrape_failed 3x", "pcie_downgraded gen3x8<gen5x16", "hw_thermal_slowdown gpu1",
 		"hw_power_brake gpu1", "hw_slowdown gpu1", "xid 79", "ecc_uncorrected gpu0 +2", "preemption_storm 3.1/s",
 		"throughput_drop 0.4x baseline", "kv_leak 45% idle", "swap_in_use 1.2GiB", "ttft_outlier 4.2x fleet",
-		"manual", "ejected stall 5x"} {
+		"itl_outlier 3.1x fleet", "manual", "ejected stall 5x"} {
 		if k := KindOf(reason); !slices.Contains(kinds, k) {
 			t.Errorf("%q: kind %q not in ReasonKinds", reason, k)
 		}
 	}
-	if len(kinds) != 14 {
-		t.Errorf("%d kinds, the test lists 14", len(kinds))
+	if len(kinds) != 15 {
+		t.Errorf("%d kinds, the test lists 15", len(kinds))
 	}
 }
 

@@ -22,6 +22,9 @@ type MonitorConfig struct {
 	// TTFT, if set, holds the gateway's own TTFT observations per backend,
 	// judged by Rules.TTFTOutlier after every scrape.
 	TTFT *TTFTTracker
+	// ITL, if set, holds the gateway's own inter-token times per backend,
+	// judged by Rules.ITLOutlier after every scrape.
+	ITL *TTFTTracker
 	// Client does the fetching; nil means a dedicated client with keep-alives.
 	Client *http.Client
 	// SourceInterval is how long a host-level reading is reused (default

@@ -141,6 +141,11 @@ func (m *Monitor) recordLocked(t *telemetry, s Sample, failedSources, sourceErrs
 			t.verdict = t.verdict.with(reason)
 		}
 	}
+	if tr := m.cfg.ITL; tr != nil {
+		if reason := tr.Check(rules.ITLOutlier, t.addr, s.At); reason != "" {
+			t.verdict = t.verdict.with(reason)
+		}
+	}
 	return from, t.verdict, rates
 }
 

@@ -30,6 +30,7 @@ const (
 	ReasonKVLeak            ReasonKind = "kv_leak"             // "kv_leak 45% idle"
 	ReasonSwapInUse         ReasonKind = "swap_in_use"         // "swap_in_use 1.2GiB", rule swap
 	ReasonTTFTOutlier       ReasonKind = "ttft_outlier"        // "ttft_outlier 4.2x fleet"
+	ReasonITLOutlier        ReasonKind = "itl_outlier"         // "itl_outlier 3.1x fleet"
 
 	ReasonManual  ReasonKind = "manual"  // "manual": drained through the admin API
 	ReasonEjected ReasonKind = "ejected" // "ejected stall 5x", "ejected reset after return": failed requests
@@ -40,7 +41,7 @@ func ReasonKinds() []ReasonKind {
 	return []ReasonKind{
 		ReasonScrapeFailed, ReasonPCIeDowngraded, ReasonHWThermalSlowdown, ReasonHWPowerBrake, ReasonHWSlowdown,
 		ReasonXID, ReasonECCUncorrected, ReasonPreemptionStorm, ReasonThroughputDrop, ReasonKVLeak,
-		ReasonSwapInUse, ReasonTTFTOutlier, ReasonManual, ReasonEjected,
+		ReasonSwapInUse, ReasonTTFTOutlier, ReasonITLOutlier, ReasonManual, ReasonEjected,
 	}
 }
 

@@ -38,21 +38,33 @@ type TTFTOutlierRule struct {
 	MinTTFT Duration `json:"min_ttft,omitzero"`
 }
 
-func (r TTFTOutlierRule) withDefaults() TTFTOutlierRule {
+// ttftDefaults are the ttft_outlier rule's defaults.
+var ttftDefaults = TTFTOutlierRule{Ratio: 3, For: Duration(60 * time.Second), Window: Duration(60 * time.Second),
+	MinSamples: 10, MinTTFT: Duration(200 * time.Millisecond)}
+
+// itlDefaults are the itl_outlier rule's: a decoder twice as slow as the
+// others is already what users see as a crawling answer, and the figure is
+// per stream, so fewer samples are noisy enough to need the window.
+var itlDefaults = TTFTOutlierRule{Ratio: 2, For: Duration(60 * time.Second), Window: Duration(60 * time.Second),
+	MinSamples: 10, MinTTFT: Duration(2 * time.Millisecond)}
+
+func (r TTFTOutlierRule) withDefaults() TTFTOutlierRule { return r.withDefaultsFrom(ttftDefaults) }
+
+func (r TTFTOutlierRule) withDefaultsFrom(d TTFTOutlierRule) TTFTOutlierRule {
 	if r.Ratio <= 1 {
-		r.Ratio = 3
+		r.Ratio = d.Ratio
 	}
 	if r.For <= 0 {
-		r.For = Duration(60 * time.Second)
+		r.For = d.For
 	}
 	if r.Window <= 0 {
-		r.Window = Duration(60 * time.Second)
+		r.Window = d.Window
 	}
 	if r.MinSamples <= 0 {
-		r.MinSamples = 10
+		r.MinSamples = d.MinSamples
 	}
 	if r.MinTTFT <= 0 {
-		r.MinTTFT = Duration(200 * time.Millisecond)
+		r.MinTTFT = d.MinTTFT
 	}
 	return r
 }
@@ -70,6 +82,10 @@ func NormalizedTTFT(ttft time.Duration, promptTokens int) time.Duration {
 // (the latest ttftRing per backend), and judges them with a TTFTOutlierRule.
 // Observe is called from request goroutines; Check from the scrape loop.
 type TTFTTracker struct {
+	// kind names its reasons; defaults fill its rules' zero fields.
+	kind     ReasonKind
+	defaults TTFTOutlierRule
+
 	mu       sync.Mutex
 	backends map[string]*ttftSeries
 	// The fleet's medians are computed at most once per refreshEvery and
@@ -93,9 +109,20 @@ type ttftSeries struct {
 	outlierSince time.Time
 }
 
-// NewTTFTTracker returns an empty tracker.
+// NewTTFTTracker returns an empty tracker of times to first token.
 func NewTTFTTracker() *TTFTTracker {
-	return &TTFTTracker{backends: make(map[string]*ttftSeries), medians: make(map[string]time.Duration)}
+	return &TTFTTracker{kind: ReasonTTFTOutlier, defaults: ttftDefaults,
+		backends: make(map[string]*ttftSeries), medians: make(map[string]time.Duration)}
+}
+
+// NewITLTracker returns an empty tracker of inter-token times, one figure
+// per stream (its mean gap), judged by the itl_outlier rule. A backend slow
+// from its first request is never flagged by throughput_drop, which compares
+// it with itself, and the balancer may keep one so idle that ttft_outlier
+// never sees it; the streams it does serve show it.
+func NewITLTracker() *TTFTTracker {
+	return &TTFTTracker{kind: ReasonITLOutlier, defaults: itlDefaults,
+		backends: make(map[string]*ttftSeries), medians: make(map[string]time.Duration)}
 }
 
 // Observe records one request's TTFT at a backend.
@@ -130,7 +157,7 @@ func (t *TTFTTracker) Check(rule TTFTOutlierRule, addr string, now time.Time) st
 	if rule.Disabled {
 		return ""
 	}
-	r := rule.withDefaults()
+	r := rule.withDefaultsFrom(t.defaults)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := t.backends[addr]
@@ -149,13 +176,13 @@ func (t *TTFTTracker) Check(rule TTFTOutlierRule, addr string, now time.Time) st
 	if now.Sub(s.outlierSince) < time.Duration(r.For) {
 		return ""
 	}
-	return ReasonTTFTOutlier.with(fmt.Sprintf("%.1fx fleet", ratio))
+	return t.kind.with(fmt.Sprintf("%.1fx fleet", ratio))
 }
 
 // Ratio reports addr's figure over the rest of the fleet's, for display; ok is
 // false while either side lacks samples.
 func (t *TTFTTracker) Ratio(rule TTFTOutlierRule, addr string, now time.Time) (float64, bool) {
-	r := rule.withDefaults()
+	r := rule.withDefaultsFrom(t.defaults)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.refreshIfOld(r, now)

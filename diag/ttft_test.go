@@ -164,3 +164,47 @@ func BenchmarkTTFTCheck(b *testing.B) {
 		now = now.Add(10 * time.Millisecond) // a refresh every 50 checks
 	}
 }
+
+// TestITLOutlier: a decoder three times slower than its peers is flagged by
+// itl_outlier after the window fills and the 2x condition holds 60s; once it
+// gets no streams (drained), its figure expires with the window and the
+// verdict clears, so the drain controller's restore_after and slow start
+// bring it back to be judged on new streams.
+func TestITLOutlier(t *testing.T) {
+	tr := NewITLTracker()
+	t0 := time.Unix(1_800_000_000, 0)
+	fleet := map[string]func(int) (time.Duration, int){
+		"a": steady(10*time.Millisecond, 0),
+		"b": steady(12*time.Millisecond, 0),
+		"c": steady(11*time.Millisecond, 0),
+		"d": steady(33*time.Millisecond, 0), // 3x
+	}
+	flagged := feed(tr, TTFTOutlierRule{}, t0, t0.Add(3*time.Minute), fleet)
+	if len(flagged) != 1 {
+		t.Fatalf("flagged %v, want only d", flagged)
+	}
+	if at := flagged["d"].Sub(t0); at < 60*time.Second || at > 63*time.Second {
+		t.Fatalf("d flagged after %v", at)
+	}
+	if r := tr.Check(TTFTOutlierRule{}, "d", t0.Add(3*time.Minute)); !strings.HasPrefix(r, "itl_outlier 3.") {
+		t.Fatalf("reason %q", r)
+	}
+	// 1.5x is within the default 2x: once the window holds only such
+	// streams, the verdict clears.
+	fleet["d"] = steady(16*time.Millisecond, 0)
+	later := t0.Add(3 * time.Minute)
+	feed(tr, TTFTOutlierRule{}, later, later.Add(2*time.Minute), fleet)
+	if r := tr.Check(TTFTOutlierRule{}, "d", later.Add(2*time.Minute)); r != "" {
+		t.Fatalf("1.5x flagged: %q", r)
+	}
+	// Drained: no streams. The window empties and the verdict clears.
+	fleet["d"] = steady(33*time.Millisecond, 0)
+	later = later.Add(2 * time.Minute)
+	feed(tr, TTFTOutlierRule{}, later, later.Add(2*time.Minute), fleet)
+	delete(fleet, "d")
+	later = later.Add(2 * time.Minute)
+	feed(tr, TTFTOutlierRule{}, later, later.Add(61*time.Second), fleet)
+	if r := tr.Check(TTFTOutlierRule{}, "d", later.Add(61*time.Second)); r != "" {
+		t.Fatalf("a backend without streams is still %q", r)
+	}
+}

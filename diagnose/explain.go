@@ -94,6 +94,11 @@ func explainKind(kind diag.ReasonKind, arg string) (explanation, bool) {
 			what:  "time to first token, normalised by prompt length, is " + arg + " median: this backend answers slower than its peers for the same work",
 			check: "its queue (waiting, KV usage) against the others', its GPUs' clocks and PCIe link, and differing server flags or versions",
 		}, true
+	case diag.ReasonITLOutlier:
+		return explanation{
+			what:  "the time between tokens of its streams is " + arg + " median: answers start in time and then crawl; long generations take that many times longer",
+			check: "its GPUs' clocks, power and thermal state and PCIe link, then its batch size and KV usage against the others', and differing server flags or versions",
+		}, true
 	case diag.ReasonManual:
 		return explanation{
 			what:  "an operator drained it through the admin API",

@@ -274,7 +274,7 @@ func backendEvidence(b *report.Backend, kind diag.ReasonKind, reason string) []s
 	case diag.ReasonScrapeFailed:
 		ev = optional(prefixed("last error: ", b.LastError),
 			fmt.Sprintf("consecutive failed scrapes: %d, last success %s ago", b.ConsecutiveFailures, seconds(b.ScrapeAgeSeconds)))
-	case diag.ReasonPreemptionStorm, diag.ReasonKVLeak, diag.ReasonThroughputDrop, diag.ReasonTTFTOutlier:
+	case diag.ReasonPreemptionStorm, diag.ReasonKVLeak, diag.ReasonThroughputDrop, diag.ReasonTTFTOutlier, diag.ReasonITLOutlier:
 		ev = append(ev, fmt.Sprintf("KV cache %s, running %s, waiting %s, preemptions %s/s, generation %s tokens/s",
 			pct(b.KVCacheUsage), num(b.Running), num(b.Waiting), num(b.PreemptionsPerSecond), num(b.GenerationTokensPerSecond)))
 	case diag.ReasonSwapInUse:
