@@ -1,12 +1,14 @@
-// Package traffic reads OpenAI-style requests for the gateway: what a
+// Package traffic reads the requests vLLM serves for the gateway: what a
 // request asks for, how many prompt tokens it probably carries, whether it
-// fits the model's context, and how to refuse it in OpenAI's error shape.
-// It does not import Caddy.
+// fits the model's context, how to refuse it in its API's own error shape,
+// and what its response stream says. It does not import Caddy.
 //
 // # Parsing
 //
-// ParseRequest reads /v1/chat/completions and /v1/completions bodies (any
-// other path passes through: it returns nil, nil). It makes one pass over
+// ParseRequest reads /v1/chat/completions, /v1/completions, /v1/responses,
+// /v1/messages (Anthropic), /v1/embeddings, /v1/rerank (and /v2/rerank)
+// and /v1/score bodies (any other path passes through: it returns nil,
+// nil). It makes one pass over
 // the body with a small validating scanner that allocates nothing, and
 // keeps only counts: the gateway never rewrites a body, so it need not
 // decode one. A body is refused (400, *RequestError) when it is not JSON,
@@ -18,6 +20,24 @@
 // array of strings, of token ids, or of non-empty arrays of token ids),
 // tools (an array of objects). Everything else is the backend's business.
 // A missing model is allowed, as vLLM allows it.
+//
+// The other APIs follow the same rules. Responses: input (a string, or an
+// array of item objects whose content is a string or parts, input_text
+// and output_text counting their text, input_image an image; function
+// calls count their name and arguments, their outputs the output),
+// instructions (a string, one more message), max_output_tokens (the
+// output budget), stream, previous_response_id (a string), tools and
+// cache_salt. Messages: model, max_tokens and messages are required (as
+// Anthropic and vLLM require them); system (a string or text blocks, one
+// more message), messages with a string role and content as a string or
+// blocks, each an object with a type (text, thinking, tool_use's name and
+// input JSON, tool_result's content and image count), tools, stream.
+// Embeddings: input shaped like a completions prompt, or chat messages.
+// Rerank: query (a string) and documents (strings or objects, each scored
+// with the query as one sequence). Score: text_1 and text_2 (a string or
+// an array of strings, paired one to many or one to one). Pooling
+// requests generate nothing: their output budget is 0 and each sequence
+// may fill the whole context.
 //
 // The scanner was chosen over gjson on measurement: gjson.ValidBytes alone
 // takes about 3 µs on a 4.5 KB chat body here, and walking the messages

@@ -103,7 +103,7 @@ func (e *Estimator) Estimate(r *Request) int {
 // textTokens is the uncalibrated estimate for chars bytes of r's text.
 func (e *Estimator) textTokens(r *Request, chars int) int {
 	n := int(math.Ceil(float64(chars) / e.cfg.CharsPerToken))
-	if r.Endpoint == EndpointChat {
+	if r.Endpoint.chatTemplate() || r.Messages > 0 {
 		n += r.Messages*e.cfg.MessageTokens + e.cfg.ReplyTokens
 	}
 	return n

@@ -6,10 +6,9 @@ import (
 )
 
 // ParseRequest reads what the gateway needs from the body of a request to
-// path. For a path other than /v1/chat/completions or /v1/completions it
-// returns (nil, nil): pass the request through untouched. Otherwise it
-// returns the request, or an error that is always a *RequestError (400)
-// saying what is wrong.
+// path. For a path EndpointFor does not know it returns (nil, nil): pass
+// the request through untouched. Otherwise it returns the request, or an
+// error that is always a *RequestError (400) saying what is wrong.
 //
 // The body is read in one pass and not retained; it must not change while
 // ParseRequest runs. Like Python's json module (and so vLLM), a key that
@@ -44,6 +43,15 @@ const (
 	mPromptEmbeds
 	mTools
 	mCacheSalt
+	mInput              // Responses input, embeddings input
+	mInstructions       // Responses
+	mMaxOutputTokens    // Responses
+	mPreviousResponseID // Responses
+	mSystem             // Messages
+	mQuery              // rerank
+	mDocuments          // rerank
+	mText1              // score
+	mText2              // score
 	numMembers
 	mOther
 )
@@ -75,6 +83,14 @@ type parser struct {
 	embeds                   bool
 	toolChars                int
 	tools                    bool
+
+	// Responses, Messages and the pooling endpoints (apis.go).
+	input, instructions, system text
+	maxOutput                   int64
+	prevStart, prevEnd          int
+	prevEsc, prevSet            bool
+	query, docs                 text
+	text1, text2                text
 }
 
 func (p *parser) fail(e *RequestError) {
@@ -140,7 +156,11 @@ func (p *parser) member(key word) bool {
 		p.n = 0
 		ok = p.integer("n", 1, &p.n)
 	case mMessages:
-		ok = p.messages()
+		if p.ep == EndpointMessages {
+			ok = p.anthropicMessages()
+		} else {
+			ok = p.messages()
+		}
 	case mPrompt:
 		ok = p.prompts()
 	case mPromptEmbeds:
@@ -150,6 +170,29 @@ func (p *parser) member(key word) bool {
 		ok = p.toolList()
 	case mCacheSalt:
 		ok = p.s.skip()
+	case mInput:
+		if p.ep == EndpointEmbeddings {
+			ok = p.prompts()
+		} else {
+			ok = p.responsesInput()
+		}
+	case mInstructions:
+		ok = p.instructionsText()
+	case mMaxOutputTokens:
+		p.maxOutput = 0
+		ok = p.integer("max_output_tokens", 1, &p.maxOutput)
+	case mPreviousResponseID:
+		ok = p.previousResponseID()
+	case mSystem:
+		ok = p.systemPrompt()
+	case mQuery:
+		ok = p.queryText()
+	case mDocuments:
+		ok = p.documents()
+	case mText1:
+		ok = p.scoreTexts("text_1", &p.text1)
+	case mText2:
+		ok = p.scoreTexts("text_2", &p.text2)
 	}
 	p.end[m] = p.s.i
 	p.errs[m] = p.err
@@ -158,22 +201,23 @@ func (p *parser) member(key word) bool {
 
 // lookup maps a key to a member this endpoint reads.
 func (p *parser) lookup(key word) member {
-	switch key.String() {
-	case "model":
+	k := key.String()
+	if k == "model" {
 		return mModel
-	case "stream":
-		return mStream
-	case "stream_options":
-		return mStreamOptions
-	case "max_tokens":
-		return mMaxTokens
-	case "n":
-		return mN
-	case "cache_salt":
-		return mCacheSalt
 	}
-	if p.ep == EndpointChat {
-		switch key.String() {
+	switch p.ep {
+	case EndpointChat:
+		switch k {
+		case "stream":
+			return mStream
+		case "stream_options":
+			return mStreamOptions
+		case "max_tokens":
+			return mMaxTokens
+		case "n":
+			return mN
+		case "cache_salt":
+			return mCacheSalt
 		case "messages":
 			return mMessages
 		case "max_completion_tokens":
@@ -181,13 +225,74 @@ func (p *parser) lookup(key word) member {
 		case "tools":
 			return mTools
 		}
-		return mOther
-	}
-	switch key.String() {
-	case "prompt":
-		return mPrompt
-	case "prompt_embeds":
-		return mPromptEmbeds
+	case EndpointCompletions:
+		switch k {
+		case "stream":
+			return mStream
+		case "stream_options":
+			return mStreamOptions
+		case "max_tokens":
+			return mMaxTokens
+		case "n":
+			return mN
+		case "cache_salt":
+			return mCacheSalt
+		case "prompt":
+			return mPrompt
+		case "prompt_embeds":
+			return mPromptEmbeds
+		}
+	case EndpointResponses:
+		switch k {
+		case "stream":
+			return mStream
+		case "cache_salt":
+			return mCacheSalt
+		case "input":
+			return mInput
+		case "instructions":
+			return mInstructions
+		case "max_output_tokens":
+			return mMaxOutputTokens
+		case "previous_response_id":
+			return mPreviousResponseID
+		case "tools":
+			return mTools
+		}
+	case EndpointMessages:
+		switch k {
+		case "stream":
+			return mStream
+		case "max_tokens":
+			return mMaxTokens
+		case "system":
+			return mSystem
+		case "messages":
+			return mMessages
+		case "tools":
+			return mTools
+		}
+	case EndpointEmbeddings:
+		switch k {
+		case "input":
+			return mInput
+		case "messages":
+			return mMessages
+		}
+	case EndpointRerank:
+		switch k {
+		case "query":
+			return mQuery
+		case "documents":
+			return mDocuments
+		}
+	case EndpointScore:
+		switch k {
+		case "text_1":
+			return mText1
+		case "text_2":
+			return mText2
+		}
 	}
 	return mOther
 }
@@ -206,7 +311,8 @@ func (p *parser) request() (*Request, *RequestError) {
 	}
 	r.MaxTokens = int(p.maxTokens)
 	var t text
-	if p.ep == EndpointChat {
+	switch p.ep {
+	case EndpointChat:
 		if !p.msgs.present {
 			return nil, missing("messages")
 		}
@@ -217,12 +323,17 @@ func (p *parser) request() (*Request, *RequestError) {
 		t.chars += p.toolChars
 		t.longestChars = t.chars
 		r.Messages, r.Prompts, r.HasTools = t.items, 1, p.tools
-	} else {
+	case EndpointCompletions:
 		if !p.prompt.present && !p.embeds {
 			return nil, missing("prompt")
 		}
 		t = p.prompt
 		r.Prompts = max(t.items, 1)
+	default:
+		var re *RequestError
+		if t, re = p.apiRequest(r); re != nil {
+			return nil, re
+		}
 	}
 	r.PromptChars, r.LongestPromptChars = t.chars, t.longestChars
 	r.PromptTokenIDs, r.LongestPromptIDs = t.ids, t.longestIDs

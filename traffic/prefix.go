@@ -45,16 +45,18 @@ func (h *prefixHasher) field(p []byte) {
 
 // prefixChain hashes the canonical prompt in the order a chat template
 // lays it out: the model and cache_salt first (a different model or salt
-// never shares a cache), then the tools, then the messages in order with
-// their roles; or the completions prompt. Parts are taken as the client's
-// JSON bytes: one client's SDK writes the same prefix the same way each
-// time, which is the sharing that matters.
+// never shares a cache), then the tools, then the system prompt
+// (instructions, system) and the messages (input items) in order with
+// their roles; or the completions prompt or pooling inputs. Parts are
+// taken as the client's JSON bytes: one client's SDK writes the same
+// prefix the same way each time, which is the sharing that matters.
 func (p *parser) prefixChain() []uint64 {
 	var h prefixHasher
 	h.d.Reset()
 	b := p.s.b
+	parts := prefixParts[p.ep]
 	size := p.modelEnd - p.modelStart + 4
-	for _, m := range []member{mCacheSalt, mTools, mMessages, mPrompt} {
+	for _, m := range parts {
 		size += len(p.span(m))
 	}
 	h.out = make([]uint64, 0, min(size/PrefixBlockBytes, MaxPrefixBlocks))
@@ -63,12 +65,8 @@ func (p *parser) prefixChain() []uint64 {
 	} else {
 		h.field(nil)
 	}
-	h.field(p.span(mCacheSalt))
-	if p.ep == EndpointChat {
-		h.field(p.span(mTools))
-		h.field(p.span(mMessages))
-	} else {
-		h.field(p.span(mPrompt))
+	for _, m := range parts {
+		h.field(p.span(m))
 	}
 	if len(h.out) == 0 {
 		return nil
@@ -76,9 +74,22 @@ func (p *parser) prefixChain() []uint64 {
 	return h.out
 }
 
-// span is the raw value of member m's last occurrence, nil when absent.
+// prefixParts are the members each endpoint's canonical prompt is made of,
+// after the model, in order.
+var prefixParts = [NumEndpoints][]member{
+	EndpointChat:        {mCacheSalt, mTools, mMessages},
+	EndpointCompletions: {mCacheSalt, mPrompt},
+	EndpointResponses:   {mCacheSalt, mTools, mInstructions, mInput},
+	EndpointMessages:    {mTools, mSystem, mMessages},
+	EndpointEmbeddings:  {mInput, mMessages},
+	EndpointRerank:      {mQuery, mDocuments},
+	EndpointScore:       {mText1, mText2},
+}
+
+// span is the raw value of member m's last occurrence, nil when absent or
+// null.
 func (p *parser) span(m member) []byte {
-	if p.end[m] == 0 {
+	if p.end[m] == 0 || p.s.b[p.pos[m]] == 'n' {
 		return nil
 	}
 	return p.s.b[p.pos[m]:p.end[m]]

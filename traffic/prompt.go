@@ -12,9 +12,20 @@ const (
 	shapeBad     // the first element was wrong; skip the rest
 )
 
-// prompts reads a completions prompt: a string, an array of strings, an
-// array of token ids, or an array of arrays of token ids.
+// promptParam names the member prompts reads: prompt for completions,
+// input for embeddings.
+func (p *parser) promptParam() string {
+	if p.ep == EndpointEmbeddings {
+		return "input"
+	}
+	return "prompt"
+}
+
+// prompts reads a completions prompt (or an embeddings input): a string,
+// an array of strings, an array of token ids, or an array of arrays of
+// token ids.
 func (p *parser) prompts() bool {
+	name := p.promptParam()
 	p.prompt = text{}
 	t := &p.prompt
 	switch p.s.peek() {
@@ -27,7 +38,7 @@ func (p *parser) prompts() bool {
 		return ok
 	case kindArray:
 	default:
-		return p.wrongType("prompt", "one of a string, an array of strings, an array of integers or an array of arrays of integers")
+		return p.wrongType(name, "one of a string, an array of strings, an array of integers or an array of arrays of integers")
 	}
 	t.present = true
 	shape := shapeUnknown
@@ -45,13 +56,13 @@ func (p *parser) prompts() bool {
 				shape = shapeIDLists
 			default:
 				shape = shapeBad
-				return p.wrongType("prompt[0]", "one of a string, an integer or an array of integers")
+				return p.wrongType(name+"[0]", "one of a string, an integer or an array of integers")
 			}
 		}
 		switch shape {
 		case shapeStrings:
 			if got != kindString {
-				return p.wrongType(fmt.Sprintf("prompt[%d]", k), "a string")
+				return p.wrongType(fmt.Sprintf("%s[%d]", name, k), "a string")
 			}
 			_, _, n, _, ok := p.s.str()
 			t.items++
@@ -60,7 +71,7 @@ func (p *parser) prompts() bool {
 			return ok
 		case shapeIDs:
 			if got != kindNumber {
-				return p.wrongType(fmt.Sprintf("prompt[%d]", k), "an integer")
+				return p.wrongType(fmt.Sprintf("%s[%d]", name, k), "an integer")
 			}
 			t.ids++
 			return p.tokenID(k, -1)
@@ -72,7 +83,7 @@ func (p *parser) prompts() bool {
 	switch {
 	case !ok:
 	case elems == 0:
-		p.fail(emptyArray("prompt"))
+		p.fail(emptyArray(name))
 	case shape == shapeIDs:
 		t.items, t.longestIDs = 1, t.ids
 	}
@@ -81,19 +92,20 @@ func (p *parser) prompts() bool {
 
 // idList reads prompt[k] of a batch of token-id prompts.
 func (p *parser) idList(k int, got kind) bool {
+	name := p.promptParam()
 	if got != kindArray {
-		return p.wrongType(fmt.Sprintf("prompt[%d]", k), "an array of integers")
+		return p.wrongType(fmt.Sprintf("%s[%d]", name, k), "an array of integers")
 	}
 	n := 0
 	ok := p.s.array(func(m int) bool {
 		if p.s.peek() != kindNumber {
-			return p.wrongType(fmt.Sprintf("prompt[%d][%d]", k, m), "an integer")
+			return p.wrongType(fmt.Sprintf("%s[%d][%d]", name, k, m), "an integer")
 		}
 		n++
 		return p.tokenID(k, m)
 	})
 	if ok && n == 0 {
-		p.fail(emptyArray(fmt.Sprintf("prompt[%d]", k)))
+		p.fail(emptyArray(fmt.Sprintf("%s[%d]", name, k)))
 	}
 	t := &p.prompt
 	t.items++
@@ -115,9 +127,9 @@ func (p *parser) tokenID(k, m int) bool {
 	if !decimal && !big && v >= 0 {
 		return true
 	}
-	param := fmt.Sprintf("prompt[%d]", k)
+	param := fmt.Sprintf("%s[%d]", p.promptParam(), k)
 	if m >= 0 {
-		param = fmt.Sprintf("prompt[%d][%d]", k, m)
+		param = fmt.Sprintf("%s[%d][%d]", p.promptParam(), k, m)
 	}
 	if decimal {
 		p.fail(typeError(param, "an integer", "a decimal number"))

@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -46,6 +47,12 @@ func refParse(path string, body []byte) (*Request, bool) {
 			ok = false
 		}
 		r.Model = v.Str
+	}
+	if ep != EndpointChat && ep != EndpointCompletions {
+		if !refAPI(ep, get, r) || !ok {
+			return nil, false
+		}
+		return r, true
 	}
 	if v, present := get("stream"); present {
 		if !isBool(v) {
@@ -151,13 +158,23 @@ func refInt(v gjson.Result) (int64, bool) {
 }
 
 // refLen is a JSON string's decoded length in bytes, as encoding/json
-// decodes it.
+// decodes it, except that a byte of invalid UTF-8 counts as the one byte
+// the scanner passes on rather than the 3 of the U+FFFD encoding/json
+// makes of it.
 func refLen(v gjson.Result) int {
 	var s string
 	if json.Unmarshal([]byte(v.Raw), &s) != nil {
 		panic("refLen: " + v.Raw)
 	}
-	return len(s)
+	invalid := 0
+	for raw := v.Raw; raw != ""; {
+		r, size := utf8.DecodeRuneInString(raw)
+		if r == utf8.RuneError && size == 1 {
+			invalid++
+		}
+		raw = raw[size:]
+	}
+	return len(s) - 2*invalid
 }
 
 func refMessages(msgs gjson.Result, r *Request) bool {
@@ -381,14 +398,22 @@ func refPrefixChain(ep Endpoint, get func(string) (gjson.Result, bool)) []uint64
 	} else {
 		h.field(nil)
 	}
-	h.field(raw("cache_salt"))
-	if ep == EndpointChat {
-		h.field(raw("tools"))
-		h.field(raw("messages"))
-	} else {
-		h.field(raw("prompt"))
+	for _, k := range refPrefixKeys[ep] {
+		h.field(raw(k))
 	}
 	return h.out
+}
+
+// refPrefixKeys are the members each endpoint's canonical prompt hashes,
+// after the model.
+var refPrefixKeys = map[Endpoint][]string{
+	EndpointChat:        {"cache_salt", "tools", "messages"},
+	EndpointCompletions: {"cache_salt", "prompt"},
+	EndpointResponses:   {"cache_salt", "tools", "instructions", "input"},
+	EndpointMessages:    {"tools", "system", "messages"},
+	EndpointEmbeddings:  {"input", "messages"},
+	EndpointRerank:      {"query", "documents"},
+	EndpointScore:       {"text_1", "text_2"},
 }
 
 // samePrefix compares two requests field by field.

@@ -87,7 +87,7 @@ func TestParseRealShapes(t *testing.T) {
 }
 
 func TestParsePassThrough(t *testing.T) {
-	for _, path := range []string{"/v1/embeddings", "/v1/models", "/health", "/v1/chat/completions/extra", "/tokenize"} {
+	for _, path := range []string{"/v1/responses/resp_1", "/v1/messages/count_tokens", "/v1/models", "/health", "/v1/chat/completions/extra", "/tokenize"} {
 		r, err := ParseRequest(path, []byte("not json at all"))
 		if r != nil || err != nil {
 			t.Errorf("%s: got %v, %v; want pass-through", path, r, err)
@@ -98,6 +98,14 @@ func TestParsePassThrough(t *testing.T) {
 		"/v1/chat/completions/":       EndpointChat,
 		"/openai/v1/chat/completions": EndpointChat,
 		"/v1/completions":             EndpointCompletions,
+		"/v1/responses":               EndpointResponses,
+		"/v1/messages":                EndpointMessages,
+		"/anthropic/v1/messages/":     EndpointMessages,
+		"/v1/embeddings":              EndpointEmbeddings,
+		"/v1/rerank":                  EndpointRerank,
+		"/v2/rerank":                  EndpointRerank,
+		"/v1/score":                   EndpointScore,
+		"/v1/responses/resp_1":        EndpointOther,
 	} {
 		if got := EndpointFor(path); got != want {
 			t.Errorf("EndpointFor(%q) = %v, want %v", path, got, want)
