@@ -69,6 +69,7 @@ func (r *Redis) Start() {
 		"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning", "--dir", r.t.TempDir())
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		r.t.Fatalf("redis-server: %v", err)
 	}

@@ -26,7 +26,8 @@
 // store is meant for one Redis primary (a replica's copy is late). Every key
 // expires: limit state when its bucket would be full again, leases after
 // Lease, the drains and the key secret a week after the last gateway
-// renewed them.
+// renewed them. A bucket is two keys: its limits' state, and its
+// concurrency slots.
 package redisstore
 
 import (
@@ -109,8 +110,8 @@ type Store struct {
 // lease is this gateway's count in flight on one bucket with a
 // concurrency limit, and the keys it is kept under.
 type lease struct {
-	n            int
-	counts, ends string
+	n   int
+	key string
 }
 
 var storeSeq atomic.Int64
@@ -231,11 +232,11 @@ func isTimeout(err error) bool {
 
 // args are a request's script keys and arguments.
 func (s *Store) args(buckets []limiter.Bucket, n int64) ([]string, []any) {
-	keys := make([]string, 0, 4*len(buckets))
+	keys := make([]string, 0, 2*len(buckets))
 	args := make([]any, 0, 3+5*len(buckets))
 	args = append(args, s.gw, s.cfg.Lease.Milliseconds(), n)
 	for _, b := range buckets {
-		keys = append(keys, s.key(b.ID, "r"), s.key(b.ID, "t"), s.key(b.ID, "c"), s.key(b.ID, "e"))
+		keys = append(keys, s.key(b.ID, "s"), s.key(b.ID, "c"))
 		l := b.Limits
 		var ri, ti float64
 		if l.RequestsPerPeriod > 0 {
@@ -321,7 +322,7 @@ func (s *Store) hold(buckets []limiter.Bucket, d int) {
 		}
 		l := s.leases[b.ID]
 		if l == nil {
-			l = &lease{counts: s.key(b.ID, "c"), ends: s.key(b.ID, "e")}
+			l = &lease{key: s.key(b.ID, "c")}
 			s.leases[b.ID] = l
 		}
 		l.n += d
@@ -361,23 +362,23 @@ const leaseBatch = 200
 // Lease/3 by itself).
 func (s *Store) RenewLeases() {
 	s.mu.Lock()
-	keys := make([]string, 0, 2*len(s.leases))
+	keys := make([]string, 0, len(s.leases))
 	counts := make([]any, 0, len(s.leases))
 	for _, l := range s.leases {
-		keys = append(keys, l.counts, l.ends)
+		keys = append(keys, l.key)
 		counts = append(counts, l.n)
 	}
 	s.mu.Unlock()
 	for len(counts) > 0 {
 		n := min(len(counts), leaseBatch)
 		args := append([]any{s.gw, s.cfg.Lease.Milliseconds()}, counts[:n]...)
-		k := keys[:2*n]
+		k := keys[:n]
 		if s.call("lease", func(ctx context.Context) error {
 			return leaseScript.Run(ctx, s.client, k, args...).Err()
 		}) != nil {
 			return
 		}
-		keys, counts = keys[2*n:], counts[n:]
+		keys, counts = keys[n:], counts[n:]
 	}
 }
 
