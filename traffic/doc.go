@@ -81,5 +81,26 @@
 //
 // with constructors for the gateway's refusals (BadRequest, ModelNotFound,
 // BodyTooLarge, RateLimited, Unavailable, and CheckContext's
-// context_length_exceeded) and WriteError to send one.
+// context_length_exceeded) and WriteError to send one. A writer made by
+// ForEndpoint for /v1/messages makes WriteError use Anthropic's shape,
+//
+//	{"type":"error","error":{"type":"invalid_request_error","message":"..."}}
+//
+// with Anthropic's error type for the status (a 503 becomes its 529
+// overloaded_error); StreamErrorEventFor ends a cut stream in its API's
+// own format.
+//
+// # Streams
+//
+// An Observer watches a response as it is relayed. Chat and completions
+// streams are `data:` chunks ending with [DONE]; Responses and Messages
+// streams are `event:` and `data:` pairs whose data repeats the type, and
+// end with response.completed (incomplete, failed) or message_stop. The
+// first token is the first event with output: a content, reasoning or
+// tool-call delta; a Responses *.delta event; an Anthropic
+// content_block_delta with text, thinking or partial JSON. Usage comes
+// from the last usage chunk, response.completed's response.usage, or
+// message_start and message_delta (Anthropic's input_tokens leave out
+// cached tokens: the prompt is input_tokens + cache_read_input_tokens +
+// cache_creation_input_tokens).
 package traffic

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,5 +47,68 @@ func TestWriteError(t *testing.T) {
 	}
 	if s := (&RequestError{Message: "m"}).Error(); s != "m" {
 		t.Errorf("Error() = %q", s)
+	}
+}
+
+// TestWriteErrorAnthropic: a writer answering for /v1/messages gets
+// Anthropic's error shape and status (its Errors reference), Retry-After
+// kept; other endpoints keep OpenAI's.
+func TestWriteErrorAnthropic(t *testing.T) {
+	for _, tc := range []struct {
+		e          *RequestError
+		status     int
+		typ, retry string
+	}{
+		{BadRequest("max_tokens", "missing_required_parameter", "'max_tokens' is a required property"), 400, "invalid_request_error", ""},
+		{ModelNotFound("nope"), 404, "not_found_error", ""},
+		{BodyTooLarge(10), 413, "request_too_large", ""},
+		{RateLimited("tokens", "Rate limit reached", 1500 * time.Millisecond), 429, "rate_limit_error", "2"},
+		{Unavailable("No capacity", time.Second), 529, "overloaded_error", "1"},
+		{BackendTimeout("late"), 504, "timeout_error", ""},
+	} {
+		rec := httptest.NewRecorder()
+		WriteError(ForEndpoint(rec, EndpointMessages), tc.e)
+		var body struct {
+			Type  string `json:"type"`
+			Error struct {
+				Type, Message string
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Code != tc.status || body.Type != "error" || body.Error.Type != tc.typ || body.Error.Message != tc.e.Message ||
+			rec.Header().Get("Retry-After") != tc.retry || rec.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%s: %d %s %v", tc.e.Message, rec.Code, rec.Body, rec.Header())
+		}
+	}
+	rec := httptest.NewRecorder()
+	WriteError(ForEndpoint(rec, EndpointResponses), ModelNotFound("x"))
+	if !strings.HasPrefix(rec.Body.String(), `{"error":{"message":`) || rec.Code != 404 {
+		t.Errorf("responses: %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestStreamErrorEventFor(t *testing.T) {
+	e := &RequestError{Type: TypeServer, Code: "backend_stalled", Message: "The backend stopped sending tokens."}
+	got := string(StreamErrorEventFor(EndpointMessages, e))
+	want := "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"The backend stopped sending tokens.\"}}\n\n"
+	if got != want {
+		t.Errorf("messages: %q", got)
+	}
+	got = string(StreamErrorEventFor(EndpointResponses, e))
+	want = "event: error\ndata: {\"type\":\"error\",\"code\":\"backend_stalled\",\"message\":\"The backend stopped sending tokens.\",\"param\":null,\"sequence_number\":0}\n\n"
+	if got != want {
+		t.Errorf("responses: %q", got)
+	}
+	// The observer reads them back as the error events they are.
+	for _, ep := range []Endpoint{EndpointMessages, EndpointResponses, EndpointChat} {
+		o := Observer{Endpoint: ep}
+		o.Reset(t0)
+		o.Header(200, "text/event-stream", t0)
+		o.Body(StreamErrorEventFor(ep, e), t0)
+		if r := o.Finish(t0); !r.ErrorEvent || r.StreamError != e.Message {
+			t.Errorf("%v: %+v", ep, r)
+		}
 	}
 }

@@ -20,8 +20,12 @@ import (
 // as they reach the gateway; output tokens come from the final usage chunk when
 // the client asked for one, else each content event counts as one. For a JSON
 // response, TTFT is the time to the response headers and usage comes from the
-// body.
+// body. Endpoint says which API's events and bodies to expect (see
+// ParseStreamEventFor); a pooling answer's usage is all prompt.
 type Observer struct {
+	// Endpoint is the API of the request the response answers (chat when
+	// zero).
+	Endpoint Endpoint
 	// StallAfter is the gap between content events that counts as a stall
 	// (default 2 s).
 	StallAfter time.Duration
@@ -41,6 +45,7 @@ type Observer struct {
 	prompt, output int // from usage; -1 until seen
 	cached         int // usage.prompt_tokens_details.cached_tokens; -1 until seen
 	finish         string
+	responseID     string
 	errMsg         string
 	errEvent       bool
 	done           bool
@@ -72,7 +77,7 @@ const (
 // Reset readies the observer for a response to a request that reached the
 // gateway at start, keeping its buffers.
 func (o *Observer) Reset(start time.Time) {
-	*o = Observer{StallAfter: o.StallAfter, OnGap: o.OnGap, start: start,
+	*o = Observer{Endpoint: o.Endpoint, StallAfter: o.StallAfter, OnGap: o.OnGap, start: start,
 		prompt: -1, output: -1, cached: -1,
 		line: o.line[:0], data: o.data[:0], body: o.body[:0], tail: o.tail[:0]}
 }
@@ -168,7 +173,7 @@ func (o *Observer) dispatch(now time.Time) {
 	if len(o.data) == 0 {
 		return
 	}
-	o.event(ParseStreamEvent(o.data), now)
+	o.event(ParseStreamEventFor(o.Endpoint, o.data), now)
 	o.data = o.data[:0]
 }
 
@@ -200,7 +205,17 @@ func (o *Observer) event(ev StreamEvent, now time.Time) {
 	if ev.CachedTokens >= 0 {
 		o.cached = ev.CachedTokens
 	}
+	if ev.ResponseID != "" && o.responseID == "" {
+		o.responseID = truncate(ev.ResponseID, maxResponseID)
+	}
+	if ev.Final {
+		o.done, o.doneAt = true, now
+	}
 }
+
+// maxResponseID bounds a response id kept from a stream or body; real ones
+// are a prefix and 32 to 48 hex digits.
+const maxResponseID = 128
 
 func (o *Observer) content(now time.Time) {
 	if o.events == 0 {
@@ -262,10 +277,15 @@ type Result struct {
 	// counted (UsageReported tells which).
 	PromptTokens, OutputTokens int
 	UsageReported              bool
-	// CachedTokens is usage.prompt_tokens_details.cached_tokens: prompt
-	// tokens the backend found in its prefix cache; -1 when not reported.
+	// CachedTokens is usage.prompt_tokens_details.cached_tokens (the
+	// Responses API's input_tokens_details.cached_tokens, Anthropic's
+	// cache_read_input_tokens): prompt tokens the backend found in its
+	// prefix cache; -1 when not reported.
 	CachedTokens int
-	FinishReason               string
+	FinishReason string
+	// ResponseID is the id of a Responses or Messages response, from its
+	// stream's first event or its body; "" when not seen.
+	ResponseID string
 	// StreamError is a mid-stream error event's message; ErrorEvent says
 	// there was one even when its message was empty.
 	StreamError string
@@ -295,7 +315,7 @@ func (o *Observer) Finish(now time.Time) Result {
 		Duration:      now.Sub(o.start),
 		ContentEvents: o.events, MaxGap: o.maxGap, Stalls: o.stalls,
 		PromptTokens: o.prompt, OutputTokens: o.output, UsageReported: o.output >= 0, CachedTokens: o.cached,
-		FinishReason: o.finish, StreamError: o.errMsg, ErrorEvent: o.errEvent,
+		FinishReason: o.finish, ResponseID: o.responseID, StreamError: o.errMsg, ErrorEvent: o.errEvent,
 		Complete: o.done, Bytes: o.bytes,
 	}
 	if !o.headerAt.IsZero() {
@@ -309,6 +329,9 @@ func (o *Observer) Finish(now time.Time) Result {
 		r.TTFT = o.first.Sub(o.start)
 	case !o.sse && o.status >= 200 && o.status < 300:
 		r.TTFT = r.TimeToHeaders
+	}
+	if o.Endpoint.Pooling() && r.PromptTokens >= 0 && !r.UsageReported {
+		r.OutputTokens, r.UsageReported = 0, true // pooling generates nothing
 	}
 	if !r.UsageReported {
 		r.OutputTokens = o.events
@@ -328,11 +351,28 @@ func (o *Observer) readJSON() {
 	}
 	o.done = true
 	s := unsafe.String(unsafe.SliceData(o.body), len(o.body))
+	switch o.Endpoint {
+	case EndpointResponses:
+		// The body is the response object the stream's last event holds.
+		ev := StreamEvent{PromptTokens: -1, CompletionTokens: -1, CachedTokens: -1}
+		responseOutcome(gjson.Parse(s), &ev)
+		o.prompt, o.output, o.cached = ev.PromptTokens, ev.CompletionTokens, ev.CachedTokens
+		if ev.FinishReason != "" {
+			o.finish = strings.Clone(ev.FinishReason)
+		}
+		o.responseID = truncate(gjson.Get(s, "id").Str, maxResponseID)
+	case EndpointMessages:
+		if f := gjson.Get(s, "stop_reason"); f.Type == gjson.String {
+			o.finish = strings.Clone(f.Str)
+		}
+		o.responseID = truncate(gjson.Get(s, "id").Str, maxResponseID)
+	default:
+		if f := gjson.Get(s, "choices.0.finish_reason"); f.Type == gjson.String {
+			o.finish = strings.Clone(f.Str)
+		}
+	}
 	if u := gjson.Get(s, "usage"); u.IsObject() {
 		readUsage(u, &o.prompt, &o.output, &o.cached)
-	}
-	if f := gjson.Get(s, "choices.0.finish_reason"); f.Type == gjson.String {
-		o.finish = strings.Clone(f.Str)
 	}
 	if e := gjson.Get(s, "error"); e.Exists() && e.Type != gjson.Null {
 		o.errMsg = truncate(errorMessage(e), maxErrorMessage)
