@@ -44,8 +44,8 @@ func BenchmarkAdmission(b *testing.B) {
 	}{
 		{"local", false, 1, 0}, {"redis", true, 1, 0},
 		{"local-16", false, 16, 0}, {"redis-16", true, 16, 0},
-		{"local-1000/s", false, 0, 1000}, {"redis-1000/s", true, 0, 1000}, {"ping-1000/s", true, 0, 1000},
-		{"local-4000/s", false, 0, 4000}, {"redis-4000/s", true, 0, 4000}, {"ping-4000/s", true, 0, 4000},
+		{"local-1000rps", false, 0, 1000}, {"redis-1000rps", true, 0, 1000}, {"ping-1000rps", true, 0, 1000},
+		{"local-4000rps", false, 0, 4000}, {"redis-4000rps", true, 0, 4000}, {"ping-4000rps", true, 0, 4000},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg := benchLimits
