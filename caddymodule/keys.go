@@ -50,9 +50,8 @@ func redactSecret(s string) string {
 }
 
 // keyHasher names client keys for this config's logs, limits and patterns.
-// Without key_secret it is the process's own; a shared limit store, once
-// there is one, is the place to keep a generated secret so that gateways
-// agree without configuring one, and belongs between the two.
+// Without key_secret it is the one kept in the shared store, if the llm app
+// has one (App.storeSecret, set in Provision), else the process's own.
 func (a *App) keyHasher() *limiter.Hasher {
 	if a.keys != nil {
 		return a.keys

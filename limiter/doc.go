@@ -42,4 +42,16 @@
 //
 // Headers gives OpenAI's x-ratelimit-* headers for a key; see RateHeaders
 // for how they read.
+//
+// # Several gateways
+//
+// With a Store (Config.Store; package redisstore is one on Redis), the
+// buckets live there instead, shared by every gateway using it: Admit asks
+// the store to take the request from the key's and the global buckets in
+// one atomic step, and Settle gives back or charges the difference. The
+// in-process table is then only the fallback for when the store fails:
+// Config.OnStoreError limits each gateway at every limit divided by
+// Config.Replicas (FallbackLocal), admits everything (FallbackAllow) or
+// refuses with Kind Unavailable (FallbackDeny). Without a store nothing of
+// this runs: the in-process path is the one above.
 package limiter
