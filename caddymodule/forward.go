@@ -160,8 +160,9 @@ func (ow *observingWriter) giveUp(o lb.Outcome, err error) error {
 }
 
 // cutShort ends a response the watchdog cancelled after it had started: a
-// stream gets an OpenAI-shaped error event and [DONE], so that clients stop
-// reading; any other body simply ends short.
+// stream gets an error event in its API's format (OpenAI's and [DONE] for
+// chat and completions), so that clients stop reading; any other body simply
+// ends short.
 func (ow *observingWriter) cutShort(cause lb.Outcome) {
 	ow.observe(time.Now())
 	if !ow.obs.IsStream() {
@@ -173,7 +174,8 @@ func (ow *observingWriter) cutShort(cause lb.Outcome) {
 	}
 	// Straight to the client: the observer must not take the gateway's
 	// event for the backend's.
-	ow.ResponseWriter.Write(traffic.StreamErrorEvent(&traffic.RequestError{Type: traffic.TypeServer, Code: "backend_stalled", Message: msg}))
+	ow.ResponseWriter.Write(traffic.StreamErrorEventFor(ow.obs.Endpoint,
+		&traffic.RequestError{Type: traffic.TypeServer, Code: "backend_stalled", Message: msg}))
 	http.NewResponseController(ow.ResponseWriter).Flush()
 }
 

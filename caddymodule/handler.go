@@ -26,9 +26,11 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("llm", httpcaddyfile.Before, "reverse_proxy")
 }
 
-// Handler is the llm request handler (directive `llm`). It reads an OpenAI
-// completion request once, bounded by MaxBody, refuses what is malformed with an
-// OpenAI-style error before any backend is touched, and leaves the request's
+// Handler is the llm request handler (directive `llm`). It reads a request to
+// one of the APIs vLLM serves (OpenAI chat, completions and Responses,
+// Anthropic Messages, embeddings, rerank, score) once, bounded by MaxBody,
+// refuses what is malformed with an error in that API's shape before any
+// backend is touched, and leaves the request's
 // estimated work where lb_policy llm finds it. The body reaches the backend byte
 // for byte. On the way back it tells the balancer when the first byte arrives:
 // that is when the request's prefill stopped weighing on its backend.
@@ -39,8 +41,8 @@ type Handler struct {
 	// Limit, if set, limits requests, tokens and concurrency per client key.
 	Limit *LimitConfig `json:"limit,omitempty"`
 	// Key is the placeholder naming the client in logs and request patterns
-	// when no limit sets one (default the Authorization header); it is hashed
-	// before it is used.
+	// when no limit sets one (default the Authorization header, or the
+	// x-api-key header when there is none); it is hashed before it is used.
 	Key string `json:"key,omitempty"`
 	// StallAfter is the gap between tokens of a stream counted as a stall
 	// (default 2s).
@@ -91,7 +93,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.MaxBody = DefaultMaxBody
 	}
 	if h.Key == "" {
-		h.Key = "{http.request.header.Authorization}"
+		h.Key = authorizationKey
 	}
 	if h.FirstByteTimeout == 0 {
 		h.FirstByteTimeout = caddy.Duration(DefaultFirstByteTimeout)
@@ -122,12 +124,23 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// ServeHTTP parses completion requests and passes everything else through.
+// ServeHTTP parses the requests of the APIs traffic knows (chat,
+// completions, Responses, Messages, embeddings, rerank, score), sends
+// requests for a stored response to the backend that made it, and passes
+// everything else through.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
-	if r.Method != http.MethodPost || traffic.EndpointFor(r.URL.Path) == traffic.EndpointOther {
+	ep := traffic.EndpointFor(r.URL.Path)
+	if ep == traffic.EndpointOther {
+		if id, ok := traffic.ResponseIDPath(r.URL.Path); ok {
+			return serveStoredResponse(w, r, id, next)
+		}
+	}
+	if r.Method != http.MethodPost || ep == traffic.EndpointOther {
 		return next.ServeHTTP(w, r)
 	}
 	c := &call{start: time.Now()}
+	// Refusals in the API's own error shape.
+	w = traffic.ForEndpoint(w, ep)
 	if r.ContentLength > h.MaxBody {
 		refuse(w, traffic.BodyTooLarge(h.MaxBody))
 		return nil
@@ -157,6 +170,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	c.req = req
+	preferBackend(r, req.PreviousResponseID)
 	c.promptEstimate = h.fleet.estimator.Estimate(req)
 	maxModelLen, listed, re := h.checkModel(req)
 	c.metricModel = unlistedModel
@@ -185,6 +199,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return nil
 	}
+	if a, ok := w.(traffic.APIWriter); ok {
+		w = a.ResponseWriter // the observing writer answers for the API
+	}
 	ow := newObservingWriter(w, r, c, time.Duration(h.StallAfter))
 	err, p := h.forward(ow, r, c, body, next)
 	h.finish(ow, c, err, p != nil)
@@ -197,8 +214,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return err
 }
 
+// authorizationKey is the default client key: the Authorization header.
+const authorizationKey = "{http.request.header.Authorization}"
+
 // clientKey names the client for limits, logs and patterns, hashed: the limit's
-// key placeholder when limits are on, else Key.
+// key placeholder when limits are on, else Key. A key that is the
+// Authorization header (the default) takes Anthropic's x-api-key header when
+// there is no Authorization, as "Bearer <key>": Anthropic clients send their
+// key there, and one key is one client whichever header carries it.
 func (h *Handler) clientKey(r *http.Request) string {
 	tmpl := h.Key
 	if h.Limit != nil {
@@ -208,6 +231,11 @@ func (h *Handler) clientKey(r *http.Request) string {
 	raw := ""
 	if repl != nil {
 		raw = repl.ReplaceAll(tmpl, "")
+	}
+	if raw == "" && tmpl == authorizationKey {
+		if k := r.Header.Get("X-Api-Key"); k != "" {
+			raw = "Bearer " + k
+		}
 	}
 	if raw == "" {
 		if h.Limit == nil {

@@ -114,7 +114,7 @@ http://%s {
 		t.Fatalf("good request: %d %s", resp.StatusCode, body)
 	}
 	// Other paths pass through untouched.
-	resp, _ = post("/v1/embeddings", `not json at all`)
+	resp, _ = post("/v1/messages/count_tokens", `not json at all`)
 	if resp.StatusCode != 200 {
 		t.Fatalf("pass-through: %d", resp.StatusCode)
 	}

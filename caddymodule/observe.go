@@ -62,10 +62,15 @@ type observingWriter struct {
 	// the writer's caller may reuse its buffer once Write returns.
 	unseen []byte
 
-	model   string
-	backend string
-	gaps    prometheus.Observer
+	model    string
+	endpoint string // the endpoint label
+	backend  string
+	gaps     prometheus.Observer
 }
+
+// ErrorEndpoint makes the gateway's own errors on this response (a timeout)
+// take the shape of the request's API.
+func (ow *observingWriter) ErrorEndpoint() traffic.Endpoint { return ow.obs.Endpoint }
 
 var writerPool = sync.Pool{New: func() any {
 	ow := new(observingWriter)
@@ -77,8 +82,9 @@ func newObservingWriter(w http.ResponseWriter, r *http.Request, c *call, stallAf
 	ow := writerPool.Get().(*observingWriter)
 	ow.ResponseWriter, ow.r = w, r
 	ow.obs.StallAfter = stallAfter
+	ow.obs.Endpoint = c.req.Endpoint
 	ow.obs.Reset(c.start)
-	ow.model = c.metricModel
+	ow.model, ow.endpoint = c.metricModel, c.req.Endpoint.String()
 	return ow
 }
 
@@ -230,7 +236,7 @@ func (ow *observingWriter) Unwrap() http.ResponseWriter { return ow.ResponseWrit
 func (ow *observingWriter) onGap(gap time.Duration) {
 	if ow.gaps == nil {
 		ow.backend = requestBackend(ow.r)
-		ow.gaps = interTokenSeconds.WithLabelValues(ow.backend, ow.model)
+		ow.gaps = interTokenSeconds.WithLabelValues(ow.backend, ow.model, ow.endpoint)
 	}
 	ow.gaps.Observe(gap.Seconds())
 }
@@ -320,7 +326,7 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 			h.fleet.reportOutcome(holder, o)
 		}
 	}
-	model := c.metricModel
+	model, endpoint := c.metricModel, c.req.Endpoint.String()
 	ok := code >= 200 && code < 300
 
 	prompt := res.PromptTokens
@@ -332,16 +338,19 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 		output = 0
 	}
 
-	requestsTotal.WithLabelValues(backend, model, strconv.Itoa(code), outcome).Inc()
+	requestsTotal.WithLabelValues(backend, model, strconv.Itoa(code), outcome, endpoint).Inc()
 	if ok {
 		if res.TTFT > 0 {
-			ttftSeconds.WithLabelValues(backend, model).Observe(res.TTFT.Seconds())
+			ttftSeconds.WithLabelValues(backend, model, endpoint).Observe(res.TTFT.Seconds())
 		}
-		e2eSeconds.WithLabelValues(backend, model).Observe(res.Duration.Seconds())
-		promptTokens.WithLabelValues(backend, model).Observe(float64(prompt))
-		outputTokens.WithLabelValues(backend, model).Observe(float64(output))
+		e2eSeconds.WithLabelValues(backend, model, endpoint).Observe(res.Duration.Seconds())
+		promptTokens.WithLabelValues(backend, model, endpoint).Observe(float64(prompt))
+		outputTokens.WithLabelValues(backend, model, endpoint).Observe(float64(output))
 		if res.Stalls > 0 {
-			streamStalls.WithLabelValues(backend, model).Add(float64(res.Stalls))
+			streamStalls.WithLabelValues(backend, model, endpoint).Add(float64(res.Stalls))
+		}
+		if res.ResponseID != "" && c.req.Endpoint == traffic.EndpointResponses {
+			responseAffinity.remember(res.ResponseID, backend, now)
 		}
 	}
 
@@ -373,6 +382,7 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 
 	if extra, _ := ow.r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); extra != nil {
 		extra.Add(zap.String("llm_model", c.req.Model))
+		extra.Add(zap.String("llm_endpoint", endpoint))
 		extra.Add(zap.String("llm_backend", backend))
 		extra.Add(zap.Bool("llm_stream", res.Stream))
 		if c.key != "" {
@@ -456,7 +466,8 @@ func attemptStrings(fs []attemptFailure) []string {
 
 func msec(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// refuse answers a request the gateway will not pass on, and counts why.
+// refuse answers a request the gateway will not pass on, and counts why. The
+// error takes the shape of the API w answers for (traffic.ForEndpoint).
 func refuse(w http.ResponseWriter, re *traffic.RequestError) {
 	reason := re.Code
 	switch reason {

@@ -182,8 +182,8 @@ func TestObservedTTFTAgreesWithSim(t *testing.T) {
 	g.waitModels(t, inst.Addr())
 	const refillPerSec = 100000.0 / 3600
 	backend := inst.Addr()
-	count0, sum0 := histogramOf(t, ttftSeconds, backend, "m")
-	out0, _ := histogramOf(t, outputTokens, backend, "m")
+	count0, sum0 := histogramOf(t, ttftSeconds, backend, "m", "chat")
+	out0, _ := histogramOf(t, outputTokens, backend, "m", "chat")
 
 	const n = 16
 	var remaining, usage []int64
@@ -218,7 +218,7 @@ func TestObservedTTFTAgreesWithSim(t *testing.T) {
 		g.waitLogged(t, i+1) // the next request sees this one settled
 	}
 
-	count, sum := histogramOf(t, ttftSeconds, backend, "m")
+	count, sum := histogramOf(t, ttftSeconds, backend, "m", "chat")
 	simCount, simSum := simHistogram(t, inst, "vllm:time_to_first_token_seconds")
 	if count-count0 != n || simCount != n {
 		t.Fatalf("TTFT observations: gateway %d, sim %v; want %d", count-count0, simCount, n)
@@ -231,7 +231,7 @@ func TestObservedTTFTAgreesWithSim(t *testing.T) {
 	if gwMean < simMean || gwMean-simMean > 0.010 {
 		t.Errorf("gateway mean TTFT %.2f ms vs sim %.2f ms: want the sim's plus a few ms", gwMean*1000, simMean*1000)
 	}
-	if out, _ := histogramOf(t, outputTokens, backend, "m"); out-out0 != n {
+	if out, _ := histogramOf(t, outputTokens, backend, "m", "chat"); out-out0 != n {
 		t.Errorf("output token observations %d, want %d", out-out0, n)
 	}
 
@@ -306,7 +306,7 @@ func TestObservedFailures(t *testing.T) {
 		{dying, false, outcomeBackendFailed, 3},
 		{slow, true, outcomeClientGone, -1},
 	} {
-		before := counterOf(t, requestsTotal, tc.inst.Addr(), "m", "200", tc.outcome)
+		before := counterOf(t, requestsTotal, tc.inst.Addr(), "m", "200", tc.outcome, "completions")
 		e := run(tc.inst, tc.leaveEarly)
 		if e["llm_outcome"] != tc.outcome || e["llm_backend"] != tc.inst.Addr() {
 			t.Errorf("want outcome %s: %v", tc.outcome, e)
@@ -317,7 +317,7 @@ func TestObservedFailures(t *testing.T) {
 		if tc.outcome == outcomeStreamError && !strings.Contains(fmt.Sprint(e["llm_error"]), "EngineCore") {
 			t.Errorf("mid-stream error message not logged: %v", e)
 		}
-		if after := counterOf(t, requestsTotal, tc.inst.Addr(), "m", "200", tc.outcome); after != before+1 {
+		if after := counterOf(t, requestsTotal, tc.inst.Addr(), "m", "200", tc.outcome, "completions"); after != before+1 {
 			t.Errorf("llmgate_requests_total{outcome=%q} went %v → %v", tc.outcome, before, after)
 		}
 	}
@@ -373,7 +373,7 @@ func TestStreamNotBuffered(t *testing.T) {
 		t.Fatalf("access log: %v", e)
 	}
 	// This backend lists no models: the client's model string names no series.
-	if n := counterOf(t, requestsTotal, ln.Addr().String(), unlistedModel, "200", outcomeOK); n != 1 {
+	if n := counterOf(t, requestsTotal, ln.Addr().String(), unlistedModel, "200", outcomeOK, "chat"); n != 1 {
 		t.Fatalf("requests labelled unlisted: %v", n)
 	}
 }

@@ -23,7 +23,10 @@ func init() {
 // upstream with the lowest cost by package lb's model (token-weighted in-flight
 // work, corrected by each backend's KV usage, preemptions, queue and speed from
 // its own /metrics), skipping drained and down backends. Each pick holds an exact
-// lease on the backend until the response ends.
+// lease on the backend until the response ends. A request that names a
+// preferred backend (the request variable llm.prefer, set by the llm handler
+// for a stored Responses response) goes there whenever it is an available
+// candidate that has not failed the request, whatever its cost or drain state.
 type Selection struct {
 	// Weights of the cost; zero fields keep lb's defaults.
 	Weights lb.Weights `json:"weights,omitzero"`
@@ -92,7 +95,12 @@ func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ ht
 			cands, ups = without(cands, tried), without(ups, tried)
 		}
 	}
-	i := s.fleet.pool.Pick(cands, work, &s.weights, time.Now())
+	// A request for a stored response goes to the backend that holds it
+	// (see responses.go) while that backend is a candidate.
+	i := preferredIndex(cands, preferredBackend(r))
+	if i < 0 {
+		i = s.fleet.pool.Pick(cands, work, &s.weights, time.Now())
+	}
 	if i < 0 {
 		return nil
 	}
@@ -101,6 +109,20 @@ func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ ht
 	holdLease(r, b.Acquire(work))
 	s.fleet.pool.Sent(b, work, &s.weights)
 	return ups[i]
+}
+
+// preferredIndex is the index of the candidate at addr, -1 when addr is ""
+// or none is.
+func preferredIndex(cands []*lb.Backend, addr string) int {
+	if addr == "" {
+		return -1
+	}
+	for i, b := range cands {
+		if b.Addr == addr {
+			return i
+		}
+	}
+	return -1
 }
 
 // without returns xs minus the (ascending) indexes drop.

@@ -2,11 +2,12 @@ package caddymodule
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Per-request metrics, labelled by backend and model. Both label sets are bounded:
-// backends by the configuration, models by what backends list in /v1/models
-// (requests for models nobody lists are refused with 404 before they get here;
-// while no list is known, and for requests that name no model, the label is
-// "unlisted").
+// Per-request metrics, labelled by backend, model and endpoint. The label sets are
+// bounded: backends by the configuration, models by what backends list in
+// /v1/models (requests for models nobody lists are refused with 404 before they
+// get here; while no list is known, and for requests that name no model, the
+// label is "unlisted"), endpoints by traffic.Endpoint (chat, completions,
+// responses, messages, embeddings, rerank, score).
 //
 // Buckets follow vLLM's own histograms (vllm/v1/metrics/loggers.py), so the
 // gateway's view and each backend's can be compared bucket by bucket.
@@ -18,7 +19,7 @@ var (
 	e2eBuckets   = []float64{.3, .5, .8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680}
 	tokenBuckets = []float64{1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072}
 
-	requestLabels = []string{"backend", "model"}
+	requestLabels = []string{"backend", "model", "endpoint"}
 
 	ttftSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "llmgate_ttft_seconds",
@@ -47,8 +48,8 @@ var (
 	}, requestLabels)
 	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_requests_total",
-		Help: "Completion requests that reached a backend, by HTTP status code and how they ended (ok, client_gone, or a failure: backend_error (5xx or 429), backend_failed (connection), timeout (no first byte in time), stalled (cut after a silence), stream_error).",
-	}, []string{"backend", "model", "code", "outcome"})
+		Help: "Requests parsed by the gateway that reached a backend, by endpoint (chat, completions, responses, messages, embeddings, rerank, score), HTTP status code and how they ended (ok, client_gone, or a failure: backend_error (5xx or 429), backend_failed (connection), timeout (no first byte in time), stalled (cut after a silence), stream_error).",
+	}, []string{"backend", "model", "code", "outcome", "endpoint"})
 	prefixPromptTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_prefix_prompt_tokens_total",
 		Help: "Prompt tokens of successful requests whose backend reported cached tokens (usage.prompt_tokens_details).",

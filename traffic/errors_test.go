@@ -62,7 +62,7 @@ func TestWriteErrorAnthropic(t *testing.T) {
 		{BadRequest("max_tokens", "missing_required_parameter", "'max_tokens' is a required property"), 400, "invalid_request_error", ""},
 		{ModelNotFound("nope"), 404, "not_found_error", ""},
 		{BodyTooLarge(10), 413, "request_too_large", ""},
-		{RateLimited("tokens", "Rate limit reached", 1500 * time.Millisecond), 429, "rate_limit_error", "2"},
+		{RateLimited("tokens", "Rate limit reached", 1500*time.Millisecond), 429, "rate_limit_error", "2"},
 		{Unavailable("No capacity", time.Second), 529, "overloaded_error", "1"},
 		{BackendTimeout("late"), 504, "timeout_error", ""},
 	} {
