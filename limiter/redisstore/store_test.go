@@ -331,7 +331,9 @@ func TestHungRedis(t *testing.T) {
 		start := time.Now()
 		_, d := g.lim.Admit(key, 0, start)
 		took := time.Since(start)
-		if took > 70*time.Millisecond {
+		// The timeout plus what a loaded 2-core machine under the race
+		// detector takes to wake a goroutine (20-ish ms seen).
+		if took > 90*time.Millisecond {
 			t.Errorf("admission %d took %v", i, took)
 		}
 		if took > 20*time.Millisecond {
