@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	tu "github.com/llmgate/llmgate/internal/testutil"
@@ -91,6 +92,7 @@ func (f *storeFleet) complete(t *testing.T, key string) *http.Response {
 	req, _ := http.NewRequest("POST", "http://"+f.gw+"/v1/completions", strings.NewReader(`{"model":"m","prompt":"hi","max_tokens":4}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", key)
+	req.Close = true // a reload closes kept-alive connections
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -294,5 +296,50 @@ func TestStoreSharedDrains(t *testing.T) {
 	}
 	if want := []string{target + " shared", f.addrs[1] + " local"}; strings.Join(scopes, ",") != strings.Join(want, ",") && strings.Join(scopes, ",") != want[1]+","+want[0] {
 		t.Fatalf("manual_drains scopes %v, want %v", scopes, want)
+	}
+}
+
+// TestLimitersKeptAcrossReloadReleasedAtStop: the limiters live in a
+// caddy.UsagePool: a reload of the same config keeps a key's buckets, and
+// stopping the last config that uses them frees them.
+func TestLimitersKeptAcrossReloadReleasedAtStop(t *testing.T) {
+	freshLimiters(t)
+	s := startSim(t, nil)
+	gw := tu.FreeAddr(t)
+	cfg := fmt.Sprintf(`{
+	admin off
+	persist_config off
+}
+http://%s {
+	llm {
+		limit {http.request.header.Authorization} {
+			requests 2/m
+		}
+	}
+	reverse_proxy %s {
+		lb_policy llm
+	}
+}`, gw, s.Addr())
+	loadCaddyfile(t, cfg)
+	f := &storeFleet{simFleet: &simFleet{gw: gw}}
+	for range 2 {
+		if resp := f.complete(t, "Bearer erin"); resp.StatusCode != 200 {
+			t.Fatal(resp.StatusCode)
+		}
+	}
+	loadCaddyfile(t, cfg) // a reload: the new config provisions before the old one cleans up
+	if resp := f.complete(t, "Bearer erin"); resp.StatusCode != 429 {
+		t.Fatalf("after a reload the key's bucket was full again: %d", resp.StatusCode)
+	}
+	n := 0
+	limiters.Range(func(_, _ any) bool { n++; return true })
+	if n != 1 {
+		t.Fatalf("%d limiters held, want 1", n)
+	}
+	caddy.Stop()
+	n = 0
+	limiters.Range(func(_, _ any) bool { n++; return true })
+	if n != 0 {
+		t.Fatalf("%d limiters left after the last config stopped", n)
 	}
 }
