@@ -374,6 +374,7 @@ func (f *fleet) onSample(addr string, s diag.Sample, r diag.Rates, v diag.Verdic
 			PreemptionsPerSec: r.PreemptionsPerSec,
 			GenTokensPerSec:   r.GenerationTokensPerSec,
 			HasRates:          r.Valid,
+			NoPrefixCache:     st.PrefixCachingOff,
 		})
 	}
 	f.pool.ObserveHealth(addr, lb.Health{

@@ -278,6 +278,8 @@ func (h *leaseHolder) end() {
 //		wait_weight       1
 //		speed_weight      1
 //		fail_weight       1
+//		decode_unit       64
+//		decode_reserve    256
 //		saturated_kv      0.95
 //		saturated_waiting 16
 //		stale_after       3s
@@ -300,6 +302,8 @@ func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"wait_weight":       &s.Weights.WaitWeight,
 		"speed_weight":      &s.Weights.SpeedWeight,
 		"fail_weight":       &s.Weights.FailWeight,
+		"decode_unit":       &s.Weights.DecodeUnit,
+		"decode_reserve":    &s.Weights.DecodeReserve,
 		"saturated_kv":      &s.Weights.SaturatedKV,
 		"saturated_waiting": &s.Weights.SaturatedWaiting,
 	}

@@ -170,6 +170,7 @@ type serverAcc struct {
 
 	blockSize, numGPUBlocks int
 	capacity                int64
+	prefixCachingOff        bool
 
 	engineLabel, v1Help bool
 	models              []string
@@ -357,7 +358,7 @@ func (a *serverAcc) claims(part histPart) bool {
 
 // sampleLabels are the labels ParseBackendMetrics looks at, as raw quoted contents.
 type sampleLabels struct {
-	engine, model, le, tpRank, blockSize, numGPUBlocks []byte
+	engine, model, le, tpRank, blockSize, numGPUBlocks, prefixCaching []byte
 	modelEsc, leEsc, tpRankEsc                         bool
 }
 
@@ -403,6 +404,8 @@ func (sc *backendScan) sample(line []byte) error {
 			ls.blockSize = lv
 		case "num_gpu_blocks":
 			ls.numGPUBlocks = lv
+		case "enable_prefix_caching":
+			ls.prefixCaching = lv
 		}
 	}
 	a.seen[fam] = true
@@ -493,6 +496,7 @@ func (a *serverAcc) addCacheConfig(ls *sampleLabels) {
 	if bs > 0 && nb > 0 {
 		a.capacity += int64(bs) * int64(nb)
 	}
+	a.prefixCachingOff = a.prefixCachingOff || string(ls.prefixCaching) == "False"
 }
 
 // atoiOrZero parses a non-negative decimal label value, mapping "None" and junk
@@ -586,6 +590,7 @@ func (a *serverAcc) stats(engine Engine) *BackendStats {
 		BlockSize:             a.blockSize,
 		NumGPUBlocks:          a.numGPUBlocks,
 		CapacityTokens:        a.capacity,
+		PrefixCachingOff:      a.prefixCachingOff,
 	}
 	// The new KV name wins whenever the page has it, even if its value was
 	// unusable: 0.9.2-0.11 print both, and the old one is deprecated.

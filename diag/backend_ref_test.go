@@ -114,6 +114,9 @@ func parseBackendMetricsRef(r io.Reader) (*BackendStats, error) {
 				if bs > 0 && nb > 0 {
 					st.CapacityTokens += int64(bs) * int64(nb)
 				}
+				if promLabel(m, "enable_prefix_caching") == "False" {
+					st.PrefixCachingOff = true
+				}
 			}
 		}
 		if mf := fams[names[famTTFT]]; mf != nil &&

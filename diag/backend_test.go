@@ -43,6 +43,7 @@ func TestFixtures(t *testing.T) {
 				BlockSize:             16,
 				NumGPUBlocks:          81767,
 				CapacityTokens:        16 * 81767,
+				PrefixCachingOff:      true, // V0 default: enable_prefix_caching="False"
 			}
 			checkBackend(t, page, want)
 		},

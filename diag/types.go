@@ -40,6 +40,10 @@ type BackendStats struct {
 	BlockSize      int   `json:"block_size,omitempty"`
 	NumGPUBlocks   int   `json:"num_gpu_blocks,omitempty"`
 	CapacityTokens int64 `json:"capacity_tokens,omitempty"`
+	// PrefixCachingOff is set when cache_config_info says
+	// enable_prefix_caching="False": the backend reuses no prompt blocks, and
+	// the balancer must not believe it does.
+	PrefixCachingOff bool `json:"prefix_caching_off,omitempty"`
 }
 
 // Histogram is a cumulative Prometheus histogram.

@@ -22,6 +22,9 @@ type Stats struct {
 	// with Running it gives the backend's speed per sequence.
 	GenTokensPerSec float64
 	HasRates        bool
+	// NoPrefixCache is set when the backend says it caches no prefixes
+	// (enable_prefix_caching="False"): prefix affinity then credits it nothing.
+	NoPrefixCache bool
 }
 
 // Backend is the balancer's state for one backend, identified by its address. It

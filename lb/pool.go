@@ -185,6 +185,7 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int 
 	}
 	var costs [P2CThreshold]float64
 	var classOf [P2CThreshold]uint8
+	var queued [classes]float64 // the cheapest's queued part, per class
 	scan := len(cands) <= P2CThreshold
 	var best [classes]struct {
 		i    int
@@ -211,7 +212,11 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int 
 			costs[i], classOf[i] = s.cost, uint8(class)
 		}
 		c := &best[class]
+		prev := c.i
 		c.i, c.cost, c.ties = better(c.i, c.cost, c.ties, i, s.cost)
+		if c.i != prev {
+			queued[class] = s.queued
+		}
 	}
 	for class, c := range best {
 		if c.i < 0 {
@@ -220,7 +225,13 @@ func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int 
 		if !scan || len(work.Prefix) == 0 || class == noFit {
 			return c.i
 		}
-		return choose(cands, costs[:len(cands)], classOf[:len(cands)], uint8(class), c.cost*(1+pc.Margin), anchor(work.Prefix))
+		// Near-cheapest: within Margin of the cheapest's queued work, plus
+		// one request. A relative margin on the whole cost would count the
+		// request's own prefill, the same everywhere, and for a long prompt
+		// turn "near" into "anywhere": measured, a random spread of unique
+		// long prompts this way cut a healthy fleet's throughput to 5 req/s.
+		limit := c.cost + pc.Margin*queued[class] + 1
+		return choose(cands, costs[:len(cands)], classOf[:len(cands)], uint8(class), limit, anchor(work.Prefix))
 	}
 	return -1
 }
@@ -357,7 +368,7 @@ func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, pc PrefixConfig,
 
 // Sent records that work went to b: b will hold its prompt's blocks.
 func (p *Pool) Sent(b *Backend, work Work, w *Weights) {
-	if w.Prefix.Disabled || len(work.Prefix) == 0 {
+	if w.Prefix.Disabled || len(work.Prefix) == 0 || b.noPrefixCache() {
 		return
 	}
 	b.prefix.setMax(w.Prefix.MaxBlocks)

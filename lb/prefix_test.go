@@ -249,3 +249,22 @@ func TestPrefixIndexMemory(t *testing.T) {
 		t.Errorf("%.0f bytes per block", per)
 	}
 }
+
+// TestNoPrefixCacheGetsNoCredit: a backend that says it caches no prefixes
+// (enable_prefix_caching="False") is credited nothing, whatever the index
+// would believe from the requests it was sent: believing in a cache that is
+// not there hides the prefill it really does, and herds work onto it.
+func TestNoPrefixCacheGetsNoCredit(t *testing.T) {
+	p, bs := fleet(2)
+	w := weights()
+	chain := chainOf(4, 1, 0, 100)
+	work := Work{PromptTokens: 1600, Prefix: chain}
+	bs[0].UpdateStats(Stats{At: t0, NoPrefixCache: true})
+	p.Sent(bs[0], work, w)
+	if got := bs[0].CachedTokens(work); got != 0 {
+		t.Fatalf("credited %d tokens", got)
+	}
+	if bs[0].PrefixBlocks() != 0 {
+		t.Fatal("indexed a backend without a prefix cache")
+	}
+}

@@ -98,7 +98,10 @@ const (
 
 // score is one backend's cost for one request, and whether it is saturated.
 type score struct {
-	cost      float64
+	cost float64
+	// queued is the part of cost that work already on the backend makes:
+	// what the request waits for, without its own prefill and decode.
+	queued    float64
 	saturated bool
 	// fits is false when the backend's free KV (what the cached prefix
 	// saves counted free) cannot hold the prompt and a decode reserve.
@@ -171,10 +174,16 @@ func cachedTokens(work Work, matched int) int64 {
 
 // CachedTokens is how many of work's prompt tokens b is believed to hold.
 func (b *Backend) CachedTokens(work Work) int64 {
-	if len(work.Prefix) == 0 {
+	if len(work.Prefix) == 0 || b.noPrefixCache() {
 		return 0
 	}
 	return cachedTokens(work, b.prefix.match(work.Prefix))
+}
+
+func (b *Backend) noPrefixCache() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.stats.NoPrefixCache
 }
 
 // estimatedKV is the scraped KV usage plus the lag-compensated tokens sent since.
@@ -247,8 +256,13 @@ func (b *Backend) snapshot(now time.Time) snapshot {
 // load alone.
 func (b *Backend) score(sn *snapshot, work Work, w *Weights, medians fleetMedians, now time.Time) score {
 	medianSpeed, medianITL := medians.speed, medians.itl
-	cached := b.CachedTokens(work)
-	cost := b.load(w) + requestWeight(work, cached, w) + decodeWeight(work, relativeITL(sn.itl, medianITL), w)
+	var cached int64
+	if len(work.Prefix) > 0 && !sn.stats.NoPrefixCache {
+		cached = cachedTokens(work, b.prefix.match(work.Prefix))
+	}
+	load := b.load(w)
+	cost := load + requestWeight(work, cached, w) + decodeWeight(work, relativeITL(sn.itl, medianITL), w)
+	scale := cost // the factors below multiply the whole; queued keeps load's share
 	var saturated bool
 	fits, free := true, math.Inf(1)
 	if st := &sn.stats; !st.At.IsZero() && now.Sub(st.At) <= w.StaleAfter {
@@ -269,5 +283,6 @@ func (b *Backend) score(sn *snapshot, work Work, w *Weights, medians fleetMedian
 		cost /= speedFactor(sn.speed, medianSpeed, w)
 	}
 	cost *= failFactor(sn.failed, w)
-	return score{cost: cost / sn.ramp, saturated: saturated, fits: fits, freeKV: free}
+	cost /= sn.ramp
+	return score{cost: cost, queued: cost * load / scale, saturated: saturated, fits: fits, freeKV: free}
 }
