@@ -359,7 +359,7 @@ func (a *serverAcc) claims(part histPart) bool {
 // sampleLabels are the labels ParseBackendMetrics looks at, as raw quoted contents.
 type sampleLabels struct {
 	engine, model, le, tpRank, blockSize, numGPUBlocks, prefixCaching []byte
-	modelEsc, leEsc, tpRankEsc                         bool
+	modelEsc, leEsc, tpRankEsc                                        bool
 }
 
 func (sc *backendScan) sample(line []byte) error {
