@@ -89,18 +89,28 @@ func (a *App) provisionStore() error {
 	return nil
 }
 
+// storeSecrets remembers the secret each store gave, so that a reload while
+// the store is down keeps naming keys as before.
+var storeSecrets sync.Map // store ID → []byte
+
 // storeSecret is the key secret kept in the store, for gateways given no
 // key_secret: the first gateway's random one, read by the others.
 func (a *App) storeSecret() *limiter.Hasher {
 	candidate := make([]byte, 32)
 	rand.Read(candidate)
+	id := a.store.store.StoreID()
 	secret, err := a.store.store.SharedSecret([]byte(fmt.Sprintf("%x", candidate)))
-	if err != nil || len(secret) < minKeySecret {
-		a.logger.Warn("no key_secret and the store did not give one: key hashes are per process until a reload finds the store (configure key_secret to be independent of it)",
-			zap.String("store", a.store.store.Describe()), zap.Error(err))
-		return nil
+	if err == nil && len(secret) >= minKeySecret {
+		storeSecrets.Store(id, secret)
+		return limiter.NewHasher(secret)
 	}
-	return limiter.NewHasher(secret)
+	if known, ok := storeSecrets.Load(id); ok {
+		a.logger.Warn("the store did not give the key secret; keeping the one it gave before", zap.Error(err))
+		return limiter.NewHasher(known.([]byte))
+	}
+	a.logger.Warn("no key_secret and the store did not give one: key hashes are per process until a reload finds the store (configure key_secret to be independent of it)",
+		zap.String("store", a.store.store.Describe()), zap.Error(err))
+	return nil
 }
 
 // storeReport is the store's state for llm_health and GET /llm/backends.
