@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	register("bench-routing", "[--scenario slow-backend|shared-prefix|skewed-prefix] [--policies least_conn,llm-noprefix,llm] [--rate R] [--duration D] [--markdown]",
+	register("bench-routing", "[--scenario slow-backend|shared-prefix|skewed-prefix|kv-tight] [--policies least_conn,llm-noprefix,llm] [--rate R] [--duration D] [--markdown]",
 		"Compare load-balancing policies side by side on the same simulated fleet and workload", runRoutingBench)
 }
 
@@ -82,6 +82,14 @@ var scenarios = []scenario{
 		policies: "least_conn,llm-noprefix,llm", backends: 4, numGPUBlocks: 4096,
 		timeScale: 2, rate: 42, promptTokens: "lognormal:200,0.8,2000", maxTokens: "lognormal:120,0.6,1000",
 		reuse: bench.Reuse{Prefixes: 12, PrefixTokens: 2000, Popularity: bench.Popularity{Zipf: 1.5}},
+	},
+	{
+		// 512 blocks of 16 tokens hold 8,192 tokens: one 6,000-token prompt
+		// and little else. The held-out fleets this stands for end a stream
+		// that finds no room with an error; the sim preempts, so count both.
+		name: "kv-tight", about: "KV caches small for the prompts: does routing put a long prompt where it fits?",
+		policies: "least_conn,llm", backends: 4, numGPUBlocks: 512,
+		timeScale: 1, rate: 10, promptTokens: "lognormal:800,0.8,6000", maxTokens: "lognormal:120,0.6,1000",
 	},
 }
 
