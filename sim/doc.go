@@ -6,7 +6,10 @@
 // # API
 //
 // Each Instance serves POST /v1/chat/completions and /v1/completions
-// (streaming or not), GET /v1/models, /health, /version, /metrics, POST
+// (streaming or not), the Responses API (POST /v1/responses, streamed in
+// the reference's event order, stored for previous_response_id and GET or
+// DELETE /v1/responses/{id}), Anthropic's POST /v1/messages (streamed
+// message_start ... message_stop), POST /v1/embeddings, GET /v1/models, /health, /version, /metrics, POST
 // /tokenize, the DCGM exporter page at GET /dcgm/metrics, and its own admin
 // endpoints GET/POST /sim/faults and GET/POST /sim/gpu. Request and error
 // bodies follow vLLM's shapes and messages; see the tests for examples.

@@ -18,6 +18,8 @@ type apiKind uint8
 const (
 	kindChat apiKind = iota
 	kindCompletion
+	kindResponses // OpenAI's Responses API, run as a chat
+	kindMessages  // Anthropic's Messages API, run as a chat
 )
 
 // completionRequest is what the sim needs from a chat or completions body,
@@ -47,7 +49,7 @@ type completionRequest struct {
 // one id per counted token.
 func (r *completionRequest) tokenIDs() []int {
 	switch {
-	case r.kind == kindChat:
+	case r.kind != kindCompletion:
 		return chatTokenIDs(r.messages)
 	case r.promptIDs != nil:
 		return r.promptIDs

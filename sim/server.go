@@ -30,6 +30,8 @@ type Instance struct {
 	handler http.Handler
 	page    *pageRenderer
 
+	responses responseStore // stored Responses answers
+
 	faults   atomic.Pointer[Faults]
 	faultsMu sync.Mutex // serialises read-merge-write of POST /sim/faults
 
@@ -162,6 +164,11 @@ func (i *Instance) routes() http.Handler {
 	mux.HandleFunc("POST /v1/completions", func(w http.ResponseWriter, r *http.Request) {
 		i.handleCompletion(w, r, kindCompletion)
 	})
+	mux.HandleFunc("POST /v1/responses", i.handleResponses)
+	mux.HandleFunc("GET /v1/responses/{id}", i.handleGetResponse)
+	mux.HandleFunc("DELETE /v1/responses/{id}", i.handleDeleteResponse)
+	mux.HandleFunc("POST /v1/messages", i.handleMessages)
+	mux.HandleFunc("POST /v1/embeddings", i.handleEmbeddings)
 	mux.HandleFunc("GET /v1/models", i.handleModels)
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("GET /version", i.handleVersion)

@@ -20,6 +20,12 @@ func (i *Instance) handleCompletion(w http.ResponseWriter, r *http.Request, kind
 		i.badRequest(w, err.Error())
 		return
 	}
+	i.serveGeneration(w, r, req)
+}
+
+// serveGeneration runs a parsed generation request (any API) through the
+// engine and answers it, streamed or whole.
+func (i *Instance) serveGeneration(w http.ResponseWriter, r *http.Request, req *completionRequest) {
 	if !i.servesModel(req.model) {
 		i.notFoundModel(w, req.model)
 		return
@@ -74,6 +80,10 @@ type response struct {
 	model string
 	// details: report cached prompt tokens in usage (PromptTokensDetails).
 	details bool
+	// created is the creation time (unix seconds); seqNo the next
+	// sequence_number of a Responses stream.
+	created int64
+	seqNo   int
 }
 
 // cachedTokens is what usage.prompt_tokens_details.cached_tokens says, or 0
@@ -93,14 +103,17 @@ func (i *Instance) newResponse(req *completionRequest, s *seq) *response {
 		model = i.cfg.Model
 	}
 	prefix, object := "chatcmpl-", "chat.completion.chunk"
-	if req.kind == kindCompletion {
+	switch req.kind {
+	case kindCompletion:
 		prefix, object = "cmpl-", "text_completion"
+	case kindResponses:
+		prefix = "resp_"
 	}
 	if !req.stream && req.kind == kindChat {
 		object = "chat.completion"
 	}
 	rs := &response{req: req, s: s, seed: i.cfg.Seed, id: prefix + requestHexID(i.cfg.Seed, s.id), model: model,
-		details: i.cfg.PromptTokensDetails}
+		details: i.cfg.PromptTokensDetails, created: i.clock.Now().Unix()}
 	h := append([]byte(nil), `{"id":`...)
 	h = strconv.AppendQuote(h, rs.id) // ids are hex: Go quoting is JSON here
 	h = append(h, `,"object":"`...)
@@ -126,6 +139,15 @@ func (i *Instance) stream(w http.ResponseWriter, r *http.Request, rs *response, 
 	ctx := r.Context()
 	buf := make([]byte, 0, 1024)
 	sent := 0
+	api := rs.req.kind == kindResponses || rs.req.kind == kindMessages
+	if api {
+		// These streams open before the first token (vLLM sends
+		// response.created and message_start with the first output; the
+		// order is what matters).
+		if _, err := w.Write(rs.appendStart(buf)); err != nil || rc.Flush() != nil {
+			return
+		}
+	}
 	for {
 		select {
 		case <-rs.s.notify:
@@ -141,7 +163,11 @@ func (i *Instance) stream(w http.ResponseWriter, r *http.Request, rs *response, 
 				buf = rs.appendRoleChunk(buf)
 			}
 			final := done && sent == gen-1
-			buf = rs.appendTokenChunk(buf, sent, final)
+			if api {
+				buf = rs.appendDelta(buf, sent)
+			} else {
+				buf = rs.appendTokenChunk(buf, sent, final)
+			}
 			sent++
 			if f.DieAfterTokens > 0 && sent >= f.DieAfterTokens {
 				w.Write(buf)
@@ -149,13 +175,21 @@ func (i *Instance) stream(w http.ResponseWriter, r *http.Request, rs *response, 
 				panic(http.ErrAbortHandler) // cut the connection: no [DONE], no final chunk
 			}
 			if f.StreamErrorAfterTokens > 0 && sent >= f.StreamErrorAfterTokens {
-				buf = append(buf, streamErrorEvent...)
+				if api {
+					buf = rs.appendStreamError(buf)
+				} else {
+					buf = append(buf, streamErrorEvent...)
+				}
 				w.Write(buf)
 				rc.Flush()
 				return
 			}
 		}
-		if done {
+		switch {
+		case done && api:
+			buf = rs.appendEnd(buf, gen)
+			i.storeResponse(rs, gen)
+		case done:
 			if rs.req.includeUsage {
 				buf = rs.appendUsageChunk(buf, gen)
 			}
@@ -265,6 +299,13 @@ func (i *Instance) respond(w http.ResponseWriter, r *http.Request, rs *response,
 		if dieAfter > 0 && gen >= dieAfter {
 			panic(http.ErrAbortHandler)
 		}
+	}
+	if rs.req.kind == kindResponses || rs.req.kind == kindMessages {
+		i.storeResponse(rs, gen)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.Write(rs.apiBody(gen))
+		return
 	}
 	var text strings.Builder
 	for k := range gen {
