@@ -16,7 +16,7 @@ func TestTrendOf(t *testing.T) {
 			TTFT: Histogram{Count: ttftCount, Sum: ttftSum}}
 	}
 	history := []Sample{
-		{At: t0, Stats: st(0.1, 0, 0, 0, 0)},                         // before since: the base of the first rate
+		{At: t0, Stats: st(0.1, 0, 0, 0, 0)},                           // before since: the base of the first rate
 		{At: t0.Add(10 * time.Second), Stats: st(0.2, 2, 100, 1, 0.5)}, // step 1
 		{At: t0.Add(15 * time.Second), Stats: st(0.4, 4, 200, 3, 1.5)}, // step 1
 		{At: t0.Add(25 * time.Second), ScrapeErr: "refused"},           // step 2: no point
