@@ -150,6 +150,7 @@ func (a *App) Start() error {
 	a.fleet.logger.Store(a.logger)
 	a.fleet.capacity.Store(a.Capacity)
 	a.fleet.ttftRule.Store(&rules.TTFTOutlier)
+	a.fleet.itlRule.Store(&rules.ITLOutlier)
 	drain := lb.DefaultDrainConfig()
 	if a.Drain != nil {
 		drain = *a.Drain
@@ -295,6 +296,8 @@ type fleet struct {
 	outputs   outputLengths                        // per model, for the decode term
 	capacity  atomic.Pointer[CapacityConfig]       // the newest config's
 	ttftRule  atomic.Pointer[diag.TTFTOutlierRule] // the newest config's, for the report
+	itlRule   atomic.Pointer[diag.TTFTOutlierRule] // the newest config's, for the report
+	events    eventRing                            // the latest rotation changes, for llm_health
 	startedAt time.Time                            // since when the patterns have been observed (the capacity plan's span)
 	// The patterns report costs milliseconds; health checks, admin calls and
 	// Prometheus share one per second.
@@ -394,9 +397,11 @@ func (f *fleet) onForget(addr string) {
 	forgetBackendSeries(addr)
 }
 
-// logTransitions logs and counts rotation changes.
+// logTransitions logs and counts rotation changes, and keeps the latest for
+// llm_health.
 func (f *fleet) logTransitions(ts []lb.Transition) {
 	logger := f.logger.Load()
+	f.events.add(ts, time.Now())
 	for _, t := range ts {
 		logger.Info("backend rotation changed",
 			zap.String("backend", t.Addr),

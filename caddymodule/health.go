@@ -1,10 +1,14 @@
 package caddymodule
 
 import (
+	"bytes"
+	"crypto/rand"
+	_ "embed"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -12,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/llmgate/llmgate/report"
 )
 
 func init() {
@@ -21,8 +27,8 @@ func init() {
 }
 
 // Health serves the fleet's health: JSON for programs (and outer load balancers:
-// 200 while at least one backend can take traffic, 503 otherwise), a table for
-// browsers.
+// 200 while at least one backend can take traffic, 503 otherwise), a status
+// page for browsers that updates itself (health.html).
 type Health struct {
 	// ShowKeys adds per-key figures (the heaviest keys' hashes and usage) to the
 	// answer. They are off by default because this endpoint is often public;
@@ -60,18 +66,77 @@ func serveReport(w http.ResponseWriter, r *http.Request, f *fleet, showKeys bool
 		w.Header().Set("Allow", "GET, HEAD")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, nil)
 	}
-	report := buildReport(f, time.Now(), showKeys)
+	page := wantsHTML(r)
+	span, err := trendParam(r, page)
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	fr := buildReport(f, time.Now(), showKeys)
+	if span > 0 {
+		addTrends(&fr, f, span, trendStep)
+	}
 	status := http.StatusOK
-	if !report.Summary.CanServe {
+	if !fr.Summary.CanServe {
 		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	if wantsHTML(r) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(status)
-		return healthPage.Execute(w, report)
+	if page {
+		return servePage(w, status, fr)
 	}
-	return writeJSON(w, status, report)
+	return writeJSON(w, status, fr)
+}
+
+// trendParam reads ?trend=15m, the span of history the backends' trend lines
+// cover (at most the 15 minutes the monitor keeps); the page always has them.
+func trendParam(r *http.Request, page bool) (time.Duration, error) {
+	v := r.URL.Query().Get("trend")
+	if v == "" {
+		if page {
+			return trendSpan, nil
+		}
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("trend: want a duration such as 15m, got %q", v)
+	}
+	return min(d, trendSpan), nil
+}
+
+//go:embed health.html
+var healthHTML string
+
+// healthPage is the status page: one self-contained document (style, script
+// and the report itself inline, nothing fetched but the report's JSON every
+// few seconds), allowed by a Content-Security-Policy with a per-response
+// nonce.
+var healthPage = template.Must(template.New("health").Parse(healthHTML))
+
+// servePage writes the status page with its Content-Security-Policy: only
+// the page's own nonce-tagged script and style run, and the script may fetch
+// only from this origin.
+func servePage(w http.ResponseWriter, status int, fr report.FleetReport) error {
+	var b [18]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	nonce := base64.StdEncoding.EncodeToString(b[:])
+	var buf bytes.Buffer
+	if err := healthPage.Execute(&buf, struct {
+		Nonce  string
+		Report report.FleetReport
+	}{nonce, fr}); err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; style-src 'nonce-"+nonce+
+		"'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 // writeJSON writes v as indented JSON: operators read these answers with curl.
@@ -93,34 +158,6 @@ func wantsHTML(r *http.Request) bool {
 	js := strings.Index(accept, "application/json")
 	return js < 0 || html < js
 }
-
-var healthPage = template.Must(template.New("health").Funcs(template.FuncMap{
-	"pct": func(p *float64) string {
-		if p == nil {
-			return "–"
-		}
-		return strconv.FormatFloat(*p*100, 'f', 1, 64) + "%"
-	},
-	"num": func(p *float64) string {
-		if p == nil {
-			return "–"
-		}
-		return strconv.FormatFloat(*p, 'f', 1, 64)
-	},
-	"join": strings.Join,
-}).Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2"><title>llmgate fleet health</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
-.healthy{color:#080}.degraded{color:#b60}.down{color:#c00}.stale{opacity:.5}</style></head><body>
-<h1>llmgate fleet</h1>
-<p>{{.Summary.Backends}} backends: {{.Summary.Healthy}} healthy, {{.Summary.Degraded}} degraded, {{.Summary.Down}} down, {{.Summary.Stale}} stale; {{.Summary.Active}} active, {{.Summary.Draining}} draining, {{.Summary.Drained}} drained.</p>
-<table><tr><th>backend</th><th>models</th><th>health</th><th>rotation</th><th>in flight</th><th>reasons</th><th>KV</th><th>running</th><th>waiting</th><th>preempt/s</th><th>gen tok/s</th><th>TTFT vs fleet</th><th>scrape age s</th><th>last error</th></tr>
-{{range .Backends}}<tr{{if .Stale}} class="stale"{{end}}><td>{{.Address}}</td><td>{{join .Models ", "}}</td><td class="{{.State}}">{{.State}}</td><td>{{.Rotation.State}}{{if .Rotation.Manual}} (manual){{end}}{{if lt .Rotation.Weight 1.0}} ramp {{printf "%.2f" .Rotation.Weight}}{{end}}</td><td>{{.InFlight}}</td><td>{{join .Reasons "; "}}</td>
-<td>{{pct .KVCacheUsage}}</td><td>{{num .Running}}</td><td>{{num .Waiting}}</td><td>{{num .PreemptionsPerSecond}}</td><td>{{num .GenerationTokensPerSecond}}</td><td>{{with .TTFTVsFleet}}{{printf "%.2fx" .}}{{else}}–{{end}}</td><td>{{num .ScrapeAgeSeconds}}</td><td>{{.LastError}}</td></tr>
-{{end}}</table>
-{{with .Patterns}}{{if .Shifts}}<h2>Request patterns</h2><ul>{{range .Shifts}}<li{{if .Active}} class="degraded"{{end}}>{{.Model}}: {{.Summary}}</li>{{end}}</ul>{{end}}{{end}}
-<p>JSON: request with <code>Accept: application/json</code>.</p></body></html>
-`))
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //

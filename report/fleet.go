@@ -24,6 +24,25 @@ type FleetReport struct {
 	Capacity []LivePlan `json:"capacity,omitempty"`
 	// LimitStore is the store shared with other gateways, if any.
 	LimitStore *StoreStatus `json:"limit_store,omitempty"`
+	// Events are the latest rotation changes (drains, restores, ejections,
+	// manual drains), newest first, at most MaxEvents.
+	Events []Event `json:"events,omitempty"`
+}
+
+// MaxEvents bounds FleetReport.Events.
+const MaxEvents = 50
+
+// Event is one rotation change of one backend, as the gateway logged it
+// ("backend rotation changed").
+type Event struct {
+	At      time.Time `json:"at"`
+	Backend string    `json:"backend"`
+	From    lb.State  `json:"from"`
+	To      lb.State  `json:"to"`
+	Manual  bool      `json:"manual,omitempty"`
+	Reasons []string  `json:"reasons,omitempty"`
+	// Until is when an ejection ends.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // FleetSummary counts backends by health and by rotation state.
@@ -50,8 +69,34 @@ type Backend struct {
 	// InterTokenSeconds is the gateway's running average of the time between
 	// tokens of the backend's streams, the decode term's input.
 	InterTokenSeconds *float64 `json:"inter_token_seconds,omitempty"`
+	// ITLVsFleet is InterTokenSeconds' per-stream median over the rest of
+	// the fleet's, as the itl_outlier rule sees it; absent until both sides
+	// have enough streams.
+	ITLVsFleet *float64 `json:"itl_vs_fleet,omitempty"`
 	// Prefix is the backend's prefix cache as the gateway's index sees it.
 	Prefix *lb.PrefixStats `json:"prefix,omitempty"`
+	// Explanations word the backend's health and rotation reasons (Explain).
+	Explanations []Explanation `json:"explanations,omitempty"`
+	// Trend is the backend's recent history, when the request asked for it
+	// (llm_health's ?trend=15m, which the page uses).
+	Trend *Trend `json:"trend,omitempty"`
+}
+
+// Trend is a backend's recent history, for trend lines: one entry per step,
+// oldest first, each series null where that step had no figure (no good
+// scrape, no request finished).
+type Trend struct {
+	StepSeconds float64 `json:"step_seconds"`
+	// AgeSeconds is each step's end, in seconds before the report.
+	AgeSeconds                []float64  `json:"age_seconds"`
+	KVCacheUsage              []*float64 `json:"kv_cache_usage"`
+	Running                   []*float64 `json:"running"`
+	Waiting                   []*float64 `json:"waiting"`
+	GenerationTokensPerSecond []*float64 `json:"generation_tokens_per_second"`
+	PreemptionsPerSecond      []*float64 `json:"preemptions_per_second"`
+	// TTFTMeanSeconds is the server's own mean time to first token of the
+	// requests whose first token came in the step.
+	TTFTMeanSeconds []*float64 `json:"ttft_mean_seconds"`
 }
 
 // InRotation reports whether the balancer may send b new requests and b is
