@@ -291,14 +291,17 @@ type fleet struct {
 	pool      *lb.Pool
 	estimator *traffic.Estimator
 	patterns  *patterns.Patterns
-	ttft      *diag.TTFTTracker                    // the gateway's TTFT per backend, for the outlier rule
-	itl       *diag.TTFTTracker                    // the gateway's inter-token times per backend, for itl_outlier
-	outputs   outputLengths                        // per model, for the decode term
-	capacity  atomic.Pointer[CapacityConfig]       // the newest config's
-	ttftRule  atomic.Pointer[diag.TTFTOutlierRule] // the newest config's, for the report
-	itlRule   atomic.Pointer[diag.TTFTOutlierRule] // the newest config's, for the report
-	events    eventRing                            // the latest rotation changes, for llm_health
-	startedAt time.Time                            // since when the patterns have been observed (the capacity plan's span)
+	ttft      *diag.TTFTTracker // the gateway's TTFT per backend, for the outlier rule
+	itl       *diag.TTFTTracker // the gateway's inter-token times per backend, for itl_outlier
+	outputs   outputLengths     // per model, for the decode term
+	// policyWeights are the newest lb_policy llm's weights: the saturation
+	// marks the admission queue shares with it.
+	policyWeights atomic.Pointer[lb.Weights]
+	capacity      atomic.Pointer[CapacityConfig]       // the newest config's
+	ttftRule      atomic.Pointer[diag.TTFTOutlierRule] // the newest config's, for the report
+	itlRule       atomic.Pointer[diag.TTFTOutlierRule] // the newest config's, for the report
+	events        eventRing                            // the latest rotation changes, for llm_health
+	startedAt     time.Time                            // since when the patterns have been observed (the capacity plan's span)
 	// The patterns report costs milliseconds; health checks, admin calls and
 	// Prometheus share one per second.
 	patternsMu     sync.Mutex

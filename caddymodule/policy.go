@@ -56,6 +56,7 @@ func (s *Selection) Provision(ctx caddy.Context) error {
 	if s.Weights.StaleAfter == 0 {
 		s.weights.StaleAfter = 3 * a.scrapeInterval()
 	}
+	s.fleet.policyWeights.Store(&s.weights)
 	return nil
 }
 

@@ -41,13 +41,21 @@ func (q *QueueConfig) setDefaults() {
 	}
 }
 
-var queueWeights = lb.DefaultWeights()
+// marks are the saturation marks the queue tests room with: lb_policy
+// llm's, as configured (the newest config's policy), else the defaults.
+func (f *fleet) marks() *lb.Weights {
+	if w := f.policyWeights.Load(); w != nil {
+		return w
+	}
+	d := lb.DefaultWeights()
+	return &d
+}
 
 // hasRoom tests whether some backend that serves model has room.
 func (h *Handler) hasRoom(model string) func() bool {
 	return func() bool {
 		cands := lb.ForModel(h.fleet.pool.Backends(), model)
-		return !h.fleet.pool.Saturated(cands, &queueWeights, time.Now())
+		return !h.fleet.pool.Saturated(cands, h.fleet.marks(), time.Now())
 	}
 }
 

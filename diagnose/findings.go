@@ -63,7 +63,6 @@ type Finding struct {
 // Thresholds of the findings that judge counters and gauges themselves; the
 // backend reasons are the gateway's own rules.
 const (
-	saturatedKV          = 0.9  // KV usage at which a backend with a queue counts as full
 	rateLimitWarnShare   = 0.05 // share of requests refused by rate limits that is pressure, not noise
 	queueTimeoutWarn     = 0.01 // share of requests timing out in the admission queue
 	clientErrorInfoShare = 0.01 // share of client-caused refusals worth a line
@@ -161,8 +160,12 @@ func (f *findings) fleet(r *report.FleetReport) {
 	}
 }
 
-// saturation fires when every backend carrying load is full and queueing:
-// the fleet, not one backend, is short of capacity.
+// saturationMarks are the balancer's default marks: diagnose calls a backend
+// saturated when lb_policy llm and the admission queue do.
+var saturationMarks = lb.DefaultWeights()
+
+// saturation fires when every backend carrying load is saturated: the fleet,
+// not one backend, is short of capacity.
 func (f *findings) saturation(backends []report.Backend) {
 	var ev []string
 	for i := range backends {
@@ -170,7 +173,7 @@ func (f *findings) saturation(backends []report.Backend) {
 		if !b.InRotation() {
 			continue
 		}
-		if b.KVCacheUsage == nil || b.Waiting == nil || *b.KVCacheUsage < saturatedKV || *b.Waiting <= 0 {
+		if b.KVCacheUsage == nil || b.Waiting == nil || !saturationMarks.Saturated(*b.KVCacheUsage, *b.Waiting) {
 			return
 		}
 		ev = append(ev, fmt.Sprintf("%s: KV cache %.0f%%, %.0f waiting, %s running", b.Address, *b.KVCacheUsage*100, *b.Waiting, num(b.Running)))
@@ -179,7 +182,8 @@ func (f *findings) saturation(backends []report.Backend) {
 		return
 	}
 	f.add(Finding{Severity: Warning, Subject: SubjectFleet,
-		Title:    fmt.Sprintf("all %d backends in rotation are saturated (KV cache ≥ %.0f%% and requests waiting)", len(ev), saturatedKV*100),
+		Title: fmt.Sprintf("all %d backends in rotation are saturated (KV cache ≥ %.0f%% or %.0f waiting)", len(ev),
+			saturationMarks.SaturatedKV*100, saturationMarks.SaturatedWaiting),
 		Detail:   "requests queue on every backend: TTFT grows with the queue, and preemptions follow",
 		Evidence: ev,
 		Check:    "drained backends that could come back; more replicas; long prompts (prompt-length shifts) or a heavy key; the gateway's admission queue and rate limits"})

@@ -40,6 +40,13 @@ type Weights struct {
 	Prefix PrefixConfig `json:"prefix,omitzero"`
 }
 
+// Saturated reports whether a backend at KV usage kv (0..1) with waiting
+// requests is saturated: at or above either mark. This is the one
+// definition the balancer, the admission queue and llmgate diagnose share.
+func (w *Weights) Saturated(kv, waiting float64) bool {
+	return kv >= w.SaturatedKV || waiting >= w.SaturatedWaiting
+}
+
 // DefaultWeights are the weights the routing benchmark was run with.
 func DefaultWeights() Weights {
 	return Weights{
@@ -268,7 +275,7 @@ func (b *Backend) score(sn *snapshot, work Work, w *Weights, medians fleetMedian
 	if st := &sn.stats; !st.At.IsZero() && now.Sub(st.At) <= w.StaleAfter {
 		if st.HasKV {
 			kv := b.estimatedKV(st)
-			saturated = kv >= w.SaturatedKV
+			saturated = w.Saturated(kv, 0)
 			cost *= kvFactor(kv, w)
 			if st.CapacityTokens > 0 {
 				free = float64(st.CapacityTokens)*(1-kv) + float64(cached)
@@ -278,7 +285,7 @@ func (b *Backend) score(sn *snapshot, work Work, w *Weights, medians fleetMedian
 		if st.HasRates {
 			cost *= preemptFactor(st.PreemptionsPerSec, w)
 		}
-		saturated = saturated || st.Waiting >= w.SaturatedWaiting
+		saturated = saturated || w.Saturated(0, st.Waiting)
 		cost *= queueFactor(st.Waiting, st.Running, w)
 		cost /= speedFactor(sn.speed, medianSpeed, w)
 	}
