@@ -26,8 +26,8 @@ import (
 //		preemption_storm 1/s for 30s
 //		throughput_drop 0.5x for 60s baseline 10m
 //		kv_leak 30% for 30s
-//		ttft_outlier 3x for 60s window 60s min 200ms
-//		itl_outlier 2x for 60s window 60s min 2ms
+//		ttft_outlier 3x for 60s window 60s min 200ms samples 10
+//		itl_outlier 2x for 60s window 60s min 2ms samples 10
 //		swap 256MiB
 //		scrape_failed 3
 //		stale_after 30s
@@ -105,9 +105,10 @@ func parseHealthRules(d *caddyfile.Dispenser) (*diag.Rules, error) {
 			if !off {
 				if err = floatInto(&o.Ratio, "x")(args[0]); err == nil {
 					err = keywords(args[1:], map[string]func(string) error{
-						"for":    durationInto(&o.For),
-						"window": durationInto(&o.Window),
-						"min":    durationInto(&o.MinTTFT),
+						"for":     durationInto(&o.For),
+						"window":  durationInto(&o.Window),
+						"min":     durationInto(&o.MinTTFT),
+						"samples": intInto(&o.MinSamples),
 					}, "")
 				}
 			}
@@ -180,6 +181,17 @@ func (e errUsage) Error() string { return "unexpected " + strconv.Quote(string(e
 func floatInto(dst *float64, suffix string) func(string) error {
 	return func(s string) error {
 		v, err := strconv.ParseFloat(strings.TrimSuffix(s, suffix), 64)
+		if err != nil || v <= 0 {
+			return errUsage(s)
+		}
+		*dst = v
+		return nil
+	}
+}
+
+func intInto(dst *int) func(string) error {
+	return func(s string) error {
+		v, err := strconv.Atoi(s)
 		if err != nil || v <= 0 {
 			return errUsage(s)
 		}

@@ -35,6 +35,7 @@ func TestGlobalOptionAndHealthRules(t *testing.T) {
 			scrape_failed 5
 			stale_after 1m
 			ttft_outlier 4x for 2m min 500ms
+			itl_outlier 2x for 20s window 1m samples 3
 		}
 	}`)
 	if err != nil {
@@ -60,6 +61,9 @@ func TestGlobalOptionAndHealthRules(t *testing.T) {
 	case r.TTFTOutlier.Ratio != 4 || time.Duration(r.TTFTOutlier.For) != 2*time.Minute ||
 		time.Duration(r.TTFTOutlier.MinTTFT) != 500*time.Millisecond:
 		t.Errorf("ttft_outlier: %+v", r.TTFTOutlier)
+	case r.ITLOutlier.Ratio != 2 || time.Duration(r.ITLOutlier.For) != 20*time.Second ||
+		time.Duration(r.ITLOutlier.Window) != time.Minute || r.ITLOutlier.MinSamples != 3:
+		t.Errorf("itl_outlier: %+v", r.ITLOutlier)
 	case r.Swap.MaxBytes != 1<<30 || r.ScrapeFailed.After != 5 || time.Duration(r.StaleAfter) != time.Minute:
 		t.Errorf("swap/scrape/stale: %+v %+v %v", r.Swap, r.ScrapeFailed, r.StaleAfter)
 	}
