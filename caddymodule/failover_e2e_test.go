@@ -184,8 +184,8 @@ func TestStalledStreamIsCutWithAnErrorEvent(t *testing.T) {
 		t.Fatalf("stall failures counted: %v", n)
 	}
 	// The model label is "unlisted" until the sim's model list is read.
-	if n := counterOf(t, requestsTotal, f.sims[0].Addr(), "m", "200", outcomeStalled, "chat") +
-		counterOf(t, requestsTotal, f.sims[0].Addr(), unlistedModel, "200", outcomeStalled, "chat"); n != 1 {
+	if n := counterOf(t, requestsTotal, f.sims[0].Addr(), "m", "200", outcomeStalled, "completions") +
+		counterOf(t, requestsTotal, f.sims[0].Addr(), unlistedModel, "200", outcomeStalled, "completions"); n != 1 {
 		t.Fatalf("requests counted stalled: %v", n)
 	}
 }

@@ -82,9 +82,12 @@ func newObservingWriter(w http.ResponseWriter, r *http.Request, c *call, stallAf
 	ow := writerPool.Get().(*observingWriter)
 	ow.ResponseWriter, ow.r = w, r
 	ow.obs.StallAfter = stallAfter
-	ow.obs.Endpoint = c.req.Endpoint
+	ow.obs.Endpoint = traffic.EndpointChat
+	if c.req != nil {
+		ow.obs.Endpoint = c.req.Endpoint
+	}
 	ow.obs.Reset(c.start)
-	ow.model, ow.endpoint = c.metricModel, c.req.Endpoint.String()
+	ow.model, ow.endpoint = c.metricModel, ow.obs.Endpoint.String()
 	return ow
 }
 
