@@ -136,7 +136,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if r.Method != http.MethodPost || ep == traffic.EndpointOther {
-		return next.ServeHTTP(w, r)
+		return passThrough(w, r, next)
 	}
 	c := &call{start: time.Now()}
 	// Refusals in the API's own error shape.

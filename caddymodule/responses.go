@@ -120,30 +120,6 @@ func preferredBackend(r *http.Request) string {
 	return addr
 }
 
-// statusWriter records the status of a response it passes through, for a
-// request the handler does not otherwise watch.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-// Unwrap lets http.ResponseController reach the writers below.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // serveStoredResponse passes a request for one stored response (GET,
 // DELETE, or POST .../cancel of /v1/responses/{id}) to the backend that
 // made it, and forgets the id once a DELETE succeeded.
