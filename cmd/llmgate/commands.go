@@ -26,8 +26,8 @@ func init() {
 		"Serve this GPU host's nvidia-smi and /proc diagnostics at /diag and /metrics", agent.Main)
 	register("bench", "[flags] | compare [--markdown] [--fail-on-regression] [name=]a.json b.json...",
 		"Load-test an OpenAI-compatible endpoint: TTFT, inter-token and E2E percentiles, capacity planning", bench.Main)
-	register("demo", "[--listen :8080] [--admin localhost:2019]",
-		"Run three simulated vLLM backends (one degraded) behind the gateway", runDemo)
+	register("demo", "[--listen :8080] [--admin localhost:2019] [--load=false] [--rate 6] [--fault-at 1m] [--fault-for 45s] [--verbose]",
+		"Run four simulated vLLM backends behind the gateway with a light load: one always slow, one whose GPU fails for a while; the gateway drains and restores them", runDemo)
 }
 
 func register(name, usage, short string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) {
