@@ -53,14 +53,6 @@ func liveFleet(r *http.Request, method string) (*fleet, error) {
 	return f, nil
 }
 
-// backendsAnswer is GET /llm/backends: the fleet report, plus the manual
-// drains with who took them, when, why, and whether every gateway sharing the
-// store follows them (scope shared) or only this one (local).
-type backendsAnswer struct {
-	report.FleetReport
-	ManualDrains []manualDrain `json:"manual_drains"`
-}
-
 func handleBackends(w http.ResponseWriter, r *http.Request) error {
 	f, err := liveFleet(r, http.MethodGet)
 	if err != nil {
@@ -69,7 +61,8 @@ func handleBackends(w http.ResponseWriter, r *http.Request) error {
 	// The admin API speaks JSON only, whatever the client accepts, and is
 	// trusted with per-key figures.
 	now := time.Now()
-	ans := backendsAnswer{FleetReport: buildReport(f, now, true), ManualDrains: []manualDrain{}}
+	ans := buildReport(f, now, true)
+	ans.ManualDrains = []report.ManualDrain{}
 	for _, b := range f.pool.Backends() {
 		if !b.Rotation(now).Manual {
 			continue
@@ -78,7 +71,8 @@ func handleBackends(w http.ResponseWriter, r *http.Request) error {
 		if !ok || !d.Drained {
 			d = manualDrain{Address: b.Addr, Scope: scopeLocal, Drain: redisstore.Drain{Drained: true}}
 		}
-		ans.ManualDrains = append(ans.ManualDrains, d)
+		ans.ManualDrains = append(ans.ManualDrains, report.ManualDrain{Address: d.Address, Scope: d.Scope,
+			Drained: d.Drained, At: d.At, By: d.By, Reason: d.Reason})
 	}
 	status := http.StatusOK
 	if !ans.Summary.CanServe {

@@ -27,6 +27,8 @@ type FleetReport struct {
 	// Events are the latest rotation changes (drains, restores, ejections,
 	// manual drains), newest first, at most MaxEvents.
 	Events []Event `json:"events,omitempty"`
+	// ManualDrains are the operators' drains in force, on the admin API only.
+	ManualDrains []ManualDrain `json:"manual_drains,omitempty"`
 }
 
 // MaxEvents bounds FleetReport.Events.
@@ -103,4 +105,16 @@ type Trend struct {
 // not down: the backends that carry the fleet's load.
 func (b *Backend) InRotation() bool {
 	return (b.Rotation.State == lb.Active || b.Rotation.State == "") && b.State != diag.Down
+}
+
+// ManualDrain is an operator's drain as the admin API shows it: who took it,
+// when, why, and whether every gateway sharing the store follows it (scope
+// shared) or only this one (local).
+type ManualDrain struct {
+	Address string    `json:"address"`
+	Scope   string    `json:"scope"`
+	Drained bool      `json:"drained"`
+	At      time.Time `json:"at"`
+	By      string    `json:"by"`
+	Reason  string    `json:"reason,omitempty"`
 }
