@@ -195,30 +195,18 @@ var _ caddyfile.Unmarshaler = (*App)(nil)
 // drain_after was `after` in older Caddyfiles, which is still accepted.
 func parseDrain(d *caddyfile.Dispenser) (*lb.DrainConfig, error) {
 	var c lb.DrainConfig
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if name == "off" {
-			c.Disabled = true
-			continue
-		}
-		if !d.NextArg() {
-			return nil, d.ArgErr()
-		}
-		val := d.Val()
+	err := parseBlock(d, func() { c.Disabled = true }, func(name, val string) error {
 		switch name {
 		case "max_fraction":
 			f, err := strconv.ParseFloat(val, 64)
 			if err != nil || f <= 0 || f > 1 {
-				return nil, d.Errf("max_fraction: want a number in (0, 1], got %q", val)
+				return d.Errf("max_fraction: want a number in (0, 1], got %q", val)
 			}
 			c.MaxFraction = f
 		case "drain_after", "after", "restore_after", "slow_start":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil || dur <= 0 {
-				return nil, d.Errf("%s: want a positive duration, got %q", name, val)
+				return d.Errf("%s: want a positive duration, got %q", name, val)
 			}
 			switch name {
 			case "drain_after", "after":
@@ -229,10 +217,11 @@ func parseDrain(d *caddyfile.Dispenser) (*lb.DrainConfig, error) {
 				c.SlowStart = dur
 			}
 		default:
-			return nil, d.Errf("unrecognized drain option %q", name)
+			return d.Errf("unrecognized drain option %q", name)
 		}
-	}
-	return &c, nil
+		return nil
+	})
+	return &c, err
 }
 
 // parseEject reads the `eject { ... }` block:
@@ -246,34 +235,18 @@ func parseDrain(d *caddyfile.Dispenser) (*lb.DrainConfig, error) {
 //	}
 func parseEject(d *caddyfile.Dispenser) (*lb.EjectConfig, error) {
 	var c lb.EjectConfig
-	if d.NextArg() {
-		if d.Val() != "off" || d.NextArg() {
-			return nil, d.ArgErr()
-		}
-		c.Disabled = true
-		return &c, nil
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if name == "off" {
-			c.Disabled = true
-			continue
-		}
-		if !d.NextArg() {
-			return nil, d.ArgErr()
-		}
-		val := d.Val()
+	err := parseBlock(d, func() { c.Disabled = true }, func(name, val string) error {
 		switch name {
 		case "failures":
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 1 {
-				return nil, d.Errf("failures: want a positive integer, got %q", val)
+				return d.Errf("failures: want a positive integer, got %q", val)
 			}
 			c.Failures = n
 		case "base_time", "max_time":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil || dur <= 0 {
-				return nil, d.Errf("%s: want a positive duration, got %q", name, val)
+				return d.Errf("%s: want a positive duration, got %q", name, val)
 			}
 			if name == "base_time" {
 				c.BaseTime = dur
@@ -281,8 +254,9 @@ func parseEject(d *caddyfile.Dispenser) (*lb.EjectConfig, error) {
 				c.MaxTime = dur
 			}
 		default:
-			return nil, d.Errf("unrecognized eject option %q", name)
+			return d.Errf("unrecognized eject option %q", name)
 		}
-	}
-	return &c, nil
+		return nil
+	})
+	return &c, err
 }

@@ -342,36 +342,25 @@ func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // parsePrefix reads `prefix off` or `prefix { max_blocks N; margin F }`.
 func parsePrefix(d *caddyfile.Dispenser, c *lb.PrefixConfig) error {
-	if d.NextArg() {
-		if d.Val() != "off" || d.NextArg() {
-			return d.Errf("prefix: want off or a block, got %q", d.Val())
-		}
-		c.Disabled = true
-		return nil
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if !d.NextArg() {
-			return d.ArgErr()
-		}
+	return parseBlock(d, func() { c.Disabled = true }, func(name, val string) error {
 		switch name {
 		case "max_blocks":
-			n, err := strconv.Atoi(d.Val())
+			n, err := strconv.Atoi(val)
 			if err != nil || n < 1 {
-				return d.Errf("prefix max_blocks: want a positive integer, got %q", d.Val())
+				return d.Errf("prefix max_blocks: want a positive integer, got %q", val)
 			}
 			c.MaxBlocks = n
 		case "margin":
-			f, err := strconv.ParseFloat(d.Val(), 64)
+			f, err := strconv.ParseFloat(val, 64)
 			if err != nil || f <= 0 || f > 1 {
-				return d.Errf("prefix margin: want a number in (0, 1], got %q", d.Val())
+				return d.Errf("prefix margin: want a number in (0, 1], got %q", val)
 			}
 			c.Margin = f
 		default:
 			return d.Errf("unrecognized prefix option %q", name)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Interface guards

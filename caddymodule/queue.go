@@ -124,11 +124,25 @@ func parseQueue(d *caddyfile.Dispenser) (*QueueConfig, error) {
 
 // parseValueBlock reads a block of `name value` lines, handing each to set.
 func parseValueBlock(d *caddyfile.Dispenser, set func(name, value string) error) error {
+	return parseBlock(d, nil, set)
+}
+
+// parseBlock reads a block of `name value` lines; with off set, also `X off`
+// on the directive's line or an `off` line in the block, which call off.
+func parseBlock(d *caddyfile.Dispenser, off func(), set func(name, value string) error) error {
 	if d.NextArg() {
-		return d.ArgErr()
+		if off == nil || d.Val() != "off" || d.NextArg() {
+			return d.ArgErr()
+		}
+		off()
+		return nil
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
+		if name == "off" && off != nil {
+			off()
+			continue
+		}
 		if !d.NextArg() {
 			return d.ArgErr()
 		}
