@@ -74,14 +74,20 @@ func consoleProblems(log string) []string {
 
 // The status page in a real browser: it lists every backend, shows the one
 // whose GPU failed drained (within seconds of the fault) with its reason in
-// words, draws trend lines, refreshes itself in place, and nothing it does
-// is refused by its Content-Security-Policy or throws.
+// words and the configuration drift of another, draws trend lines, refreshes
+// itself in place, and nothing it does is refused by its
+// Content-Security-Policy or throws.
 func TestBrowserStatusPage(t *testing.T) {
 	browser := chromium(t)
 	var sims []*sim.Instance
 	var addrs []string
 	for i := range 3 {
-		inst := startSim(t, func(c *sim.Config) { c.Seed = uint64(i + 1) })
+		inst := startSim(t, func(c *sim.Config) {
+			c.Seed = uint64(i + 1)
+			if i == 2 {
+				c.NumGPUBlocks = 4096 // a smaller KV cache: configuration drift, shown, never drained
+			}
+		})
 		sims = append(sims, inst)
 		addrs = append(addrs, inst.Addr())
 	}
@@ -173,6 +179,9 @@ http://%s {
 		if card[2] != want {
 			t.Errorf("backend %s shown %s/%s, want rotation %s", a, card[1], card[2], want)
 		}
+	}
+	if !regexp.MustCompile(`<li class="shift active">m: num_gpu_blocks differs — 8192 on [^;]+; 4096 on ` + regexp.QuoteMeta(addrs[2]) + `</li>`).MatchString(dom) {
+		t.Error("the configuration drift is not shown")
 	}
 	if !strings.Contains(dom, "hw_slowdown gpu0") || !strings.Contains(dom, "in hardware slowdown") {
 		t.Error("the drained backend's reason is not shown in words")

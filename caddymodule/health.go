@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	_ "embed"
-	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -116,11 +116,13 @@ var healthPage = template.Must(template.New("health").Parse(healthHTML))
 // the page's own nonce-tagged script and style run, and the script may fetch
 // only from this origin.
 func servePage(w http.ResponseWriter, status int, fr report.FleetReport) error {
-	var b [18]byte
+	// Hex, not base64: html/template would escape base64's '+' in the
+	// attribute, and a nonce must read the same in the header and the page.
+	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return err
 	}
-	nonce := base64.StdEncoding.EncodeToString(b[:])
+	nonce := hex.EncodeToString(b[:])
 	var buf bytes.Buffer
 	if err := healthPage.Execute(&buf, struct {
 		Nonce  string

@@ -62,6 +62,7 @@ func buildReport(f *fleet, now time.Time, showKeys bool) report.FleetReport {
 	}
 	r.Patterns = &patterns
 	r.LimitStore = f.storeReport()
+	r.Drift = report.FindDrift(r.Backends)
 	r.Events = f.events.latest()
 	return r
 }

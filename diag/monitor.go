@@ -44,6 +44,7 @@ type telemetry struct {
 	rates    Rates
 	models   []ModelCard // from /v1/models; nil until read
 	modelsAt time.Time   // last attempt to read them
+	version  string      // from GET /version; "" until read
 	gpus     lastReading // the newest GPU reading, for what the next one changed
 }
 

@@ -44,6 +44,7 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 	}
 	var models []ModelCard
 	var modelsErr error
+	var version string
 	m.mu.RLock()
 	modelsDue := started.Sub(t.modelsAt) >= modelsEvery
 	m.mu.RUnlock()
@@ -57,6 +58,13 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 			sourceErrs = append(sourceErrs, "models: "+modelsErr.Error())
 			failedSources = append(failedSources, SourceModels)
 		}
+		// The engine's version, for the config drift check; a server
+		// without GET /version (SGLang) just has none.
+		_ = f.fetch(ctx, "http://"+t.addr+"/version", func(r io.Reader) error {
+			var err error
+			version, err = ParseVersion(r)
+			return err
+		})
 	}
 	// Host-level sources, in a fixed order so that DCGM's GPUs win over the
 	// agent's and node_exporter's host over the agent's.
@@ -97,6 +105,9 @@ func (m *Monitor) scrape(ctx context.Context, t *telemetry) {
 		t.modelsAt = started
 		if modelsErr == nil && !slices.Equal(models, t.models) {
 			t.models, reindex = models, true
+		}
+		if version != "" {
+			t.version = version
 		}
 	}
 	if reindex {

@@ -29,6 +29,8 @@ type BackendView struct {
 	LastError   string            `json:"last_error,omitempty"`
 	Failures    int               `json:"consecutive_failures"`
 	ErrorCounts map[string]uint64 `json:"-"`
+	// Version is the engine's own (GET /version), "" until read.
+	Version string `json:"version,omitempty"`
 }
 
 // Backends returns a copy of every backend's state, sorted by address.
@@ -68,6 +70,7 @@ func (m *Monitor) viewLocked(t *telemetry) BackendView {
 		LastError:   t.lastErr,
 		Failures:    t.failures,
 		ErrorCounts: maps.Clone(t.errors),
+		Version:     t.version,
 	}
 	if st := t.lastGoodStats(); st != nil {
 		// The latest good stats with their TTFT buckets are in t.last when the

@@ -24,8 +24,15 @@ type BackendReport struct {
 	Address string   `json:"address"`
 	Models  []string `json:"models"`
 	// ModelCards are the backend's /v1/models entries with context lengths.
-	ModelCards     []ModelCard `json:"model_cards,omitempty"`
-	Engine         Engine      `json:"engine,omitempty"`
+	ModelCards []ModelCard `json:"model_cards,omitempty"`
+	Engine     Engine      `json:"engine,omitempty"`
+	// EngineVersion is the server's GET /version ("0.11.0"), when it has one.
+	EngineVersion string `json:"engine_version,omitempty"`
+	// BlockSize, NumGPUBlocks and PrefixCaching are the KV cache's
+	// configuration from vllm:cache_config_info; absent when not reported.
+	BlockSize      int         `json:"block_size,omitempty"`
+	NumGPUBlocks   int         `json:"num_gpu_blocks,omitempty"`
+	PrefixCaching  *bool       `json:"prefix_caching,omitempty"`
 	State          HealthState `json:"state"`
 	Reasons        []string    `json:"reasons"`
 	Stale          bool        `json:"stale"`
@@ -72,6 +79,7 @@ func NewReport(views []BackendView, now time.Time) Report {
 			Stale:               v.Stale,
 			LastError:           v.LastError,
 			ConsecutiveFailures: v.Failures,
+			EngineVersion:       v.Version,
 			GPUs:                v.GPUs,
 			GPUsDropped:         v.GPUsDropped,
 			Host:                v.Host,
@@ -95,6 +103,10 @@ func NewReport(views []BackendView, now time.Time) Report {
 				b.KVCacheUsage = ptr(st.KVUsage)
 			}
 			b.CapacityTokens = st.CapacityTokens
+			b.BlockSize, b.NumGPUBlocks = st.BlockSize, st.NumGPUBlocks
+			if st.BlockSize > 0 || st.NumGPUBlocks > 0 || st.PrefixCachingOff { // cache_config_info was there
+				b.PrefixCaching = ptr(!st.PrefixCachingOff)
+			}
 			b.Running = ptr(st.Running)
 			b.Waiting = ptr(st.Waiting)
 			if v.Rates.Valid {

@@ -158,6 +158,28 @@ func (f *findings) fleet(r *report.FleetReport) {
 	for i := range r.Backends {
 		f.backend(&r.Backends[i])
 	}
+	f.drift(r)
+}
+
+// drift warns of backends that serve one model with different engine
+// settings (the gateway's report.FindDrift; computed here too for a gateway
+// that predates it). Never critical: a mixed fleet can be deliberate.
+func (f *findings) drift(r *report.FleetReport) {
+	drift := r.Drift
+	if drift == nil {
+		drift = report.FindDrift(r.Backends)
+	}
+	for _, d := range drift {
+		var ev []string
+		for _, v := range d.Values {
+			ev = append(ev, d.Setting+" "+v.Value+": "+strings.Join(v.Backends, ", "))
+		}
+		f.add(Finding{Severity: Warning, Subject: SubjectModel, Name: d.Model, Reason: "config_drift",
+			Title:    fmt.Sprintf("%s: backends differ in %s", d.Model, d.Setting),
+			Detail:   "backends serving the same model run with different engine settings: the same request behaves differently (context limit, KV capacity, prefix reuse, speed) depending on where it lands, and the balancer's and the capacity plan's figures mix unlike servers",
+			Evidence: ev,
+			Check:    "the vLLM command lines and image tags of those backends (--max-model-len, --block-size, --gpu-memory-utilization, --enable-prefix-caching, the vLLM version); deliberate during a rolling upgrade, otherwise align them"})
+	}
 }
 
 // saturationMarks are the balancer's default marks: diagnose calls a backend

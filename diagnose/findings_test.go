@@ -404,3 +404,25 @@ func TestEveryReasonKindExplained(t *testing.T) {
 		t.Errorf("unknown kind: %+v", e)
 	}
 }
+
+// Backends serving one model with different engine settings are a warning
+// naming the setting and who has which value, never more.
+func TestFindingsConfigDrift(t *testing.T) {
+	a, b := healthy("10.0.0.1:8000"), healthy("10.0.0.2:8000")
+	for _, x := range []*report.Backend{&a, &b} {
+		x.ModelCards = []diag.ModelCard{{ID: "m", MaxModelLen: 8192}}
+		x.BlockSize, x.EngineVersion = 16, "0.11.0"
+	}
+	b.BlockSize, b.EngineVersion = 32, "0.10.2"
+	r := &report.FleetReport{Summary: report.FleetSummary{CanServe: true}, Backends: []report.Backend{a, b}}
+	var drift []Finding
+	for _, f := range Findings(&Snapshot{Fleet: r}) {
+		if f.Reason == "config_drift" {
+			drift = append(drift, f)
+		}
+	}
+	if len(drift) != 2 || drift[0].Severity != Warning || drift[0].Title != "m: backends differ in block_size" ||
+		drift[1].Title != "m: backends differ in engine_version" || len(drift[0].Evidence) != 2 {
+		t.Fatalf("drift findings %+v", drift)
+	}
+}

@@ -24,6 +24,9 @@ type FleetReport struct {
 	Capacity []LivePlan `json:"capacity,omitempty"`
 	// LimitStore is the store shared with other gateways, if any.
 	LimitStore *StoreStatus `json:"limit_store,omitempty"`
+	// Drift lists the engine settings on which backends serving the same
+	// model disagree (FindDrift): a warning, never a drain.
+	Drift []Drift `json:"drift,omitempty"`
 	// Events are the latest rotation changes (drains, restores, ejections,
 	// manual drains), newest first, at most MaxEvents.
 	Events []Event `json:"events,omitempty"`
