@@ -247,3 +247,21 @@ http://%s {
 		}
 	}
 }
+
+// TestRouteHeaderAndLog: with route_header, a response says why its
+// backend was chosen, naming the runner-up; the access log always does.
+func TestRouteHeaderAndLog(t *testing.T) {
+	f := startSimFleetWith(t, 2, nil, "", "route_header", "")
+	resp, err := http.Post("http://"+f.gw+"/v1/completions", "application/json",
+		strings.NewReader(`{"model":"m","prompt":"why here","max_tokens":4}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	got := resp.Header.Get(routeHeaderName)
+	backend := resp.Header.Get("X-Llmgate-Backend")
+	if !strings.HasPrefix(got, backend+" cost ") || !strings.Contains(got, "; runner-up 127.0.0.1:") {
+		t.Fatalf("%s: %q (backend %s)", routeHeaderName, got, backend)
+	}
+}

@@ -63,6 +63,10 @@ type Handler struct {
 	// its first byte, with an error event for a stream (default 30s;
 	// negative for none).
 	StallTimeout caddy.Duration `json:"stall_timeout,omitempty"`
+	// RouteHeader sends each response an X-Llmgate-Route header saying why
+	// its backend was chosen (its cost terms and the runner-up's). Off by
+	// default: it names backends. The access log's llm_route always has it.
+	RouteHeader bool `json:"route_header,omitempty"`
 
 	fleet     *fleet
 	keys      *limiter.Hasher
@@ -203,6 +207,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		w = a.ResponseWriter // the observing writer answers for the API
 	}
 	ow := newObservingWriter(w, r, c, time.Duration(h.StallAfter))
+	ow.routeHeader = h.RouteHeader
 	err, p := h.forward(ow, r, c, body, next)
 	h.finish(ow, c, err, p != nil)
 	ow.release(p == nil)
@@ -274,6 +279,7 @@ func (h *Handler) checkModel(req *traffic.Request) (maxLen int, listed bool, re 
 //		retries 2
 //		first_byte_timeout 60s
 //		stall_timeout 30s
+//		route_header
 //		queue {
 //			max_waiting 256
 //			timeout 10s
@@ -330,6 +336,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.FirstByteTimeout = caddy.Duration(dur)
 			}
+		case "route_header":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.RouteHeader = true
 		case "retries":
 			if !d.NextArg() {
 				return d.ArgErr()

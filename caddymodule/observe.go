@@ -51,13 +51,15 @@ type observingWriter struct {
 
 	// The current attempt: its watchdog, and its response until committed
 	// to the client (held status, own headers) or discarded for a retry.
-	att        *attempt
-	retryable  bool
-	committed  bool
-	discard    bool
-	held       int
-	failStatus int
-	hdr        http.Header
+	att       *attempt
+	retryable bool
+	// routeHeader sends the route explanation to the client (route_header).
+	routeHeader bool
+	committed   bool
+	discard     bool
+	held        int
+	failStatus  int
+	hdr         http.Header
 	// unseen is what was written since the observer last read: a copy, as
 	// the writer's caller may reuse its buffer once Write returns.
 	unseen []byte
@@ -138,6 +140,9 @@ func (ow *observingWriter) WriteHeader(code int) {
 	}
 }
 
+// routeHeaderName carries the route explanation when route_header is on.
+const routeHeaderName = "X-Llmgate-Route"
+
 // retryableStatus is a refusal another backend may not repeat: overloaded,
 // failing or unavailable. Nothing of it has reached the client.
 func retryableStatus(code int) bool {
@@ -187,6 +192,11 @@ func (ow *observingWriter) commit(now time.Time) bool {
 	dst := ow.ResponseWriter.Header()
 	for k, v := range ow.hdr {
 		dst[k] = append(dst[k], v...)
+	}
+	if ow.routeHeader {
+		if rt, ok := requestRoute(ow.r); ok {
+			dst.Set(routeHeaderName, rt.String())
+		}
 	}
 	ow.hdr = nil
 	ow.committed, ow.wroteHeader = true, true
@@ -413,6 +423,9 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 			extra.Add(zap.String("llm_finish", res.FinishReason))
 		}
 		extra.Add(zap.String("llm_outcome", outcome))
+		if rt, ok := requestRoute(ow.r); ok {
+			extra.Add(zap.String("llm_route", rt.String()))
+		}
 		if len(c.failures) > 0 {
 			extra.Add(zap.Int("llm_retries", len(c.failures)))
 			extra.Add(zap.Strings("llm_failed_attempts", attemptStrings(c.failures)))

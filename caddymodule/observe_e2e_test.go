@@ -249,6 +249,9 @@ func TestObservedTTFTAgreesWithSim(t *testing.T) {
 		if ttft, _ := e["llm_ttft_ms"].(float64); ttft <= 0 {
 			t.Errorf("entry %d: llm_ttft_ms %v", i, e["llm_ttft_ms"])
 		}
+		if rt, _ := e["llm_route"].(string); !strings.HasPrefix(rt, backend+" cost ") {
+			t.Errorf("entry %d: llm_route %q", i, rt)
+		}
 		if key, _ := e["llm_key"].(string); len(key) != 16 || strings.Contains(key, "sk-test") {
 			t.Errorf("entry %d: llm_key %q should be the key's hash", i, key)
 		}

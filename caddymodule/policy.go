@@ -98,13 +98,17 @@ func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ ht
 	}
 	// A request for a stored response goes to the backend that holds it
 	// (see responses.go) while that backend is a candidate.
+	now := time.Now()
 	i := preferredIndex(cands, preferredBackend(r))
 	if i < 0 {
-		i = s.fleet.pool.Pick(cands, work, &s.weights, time.Now())
+		i = s.fleet.pool.Pick(cands, work, &s.weights, now)
 	}
 	if i < 0 {
 		return nil
 	}
+	var rt route
+	rt.picked, rt.runnerUp, rt.hasRunnerUp = s.fleet.pool.Explain(cands, i, work, &s.weights, now)
+	caddyhttp.SetVar(r.Context(), routeVar, rt)
 	b := cands[i]
 	work.CachedTokens = b.CachedTokens(work)
 	holdLease(r, b.Acquire(work))
@@ -137,6 +141,30 @@ func without[T any](xs []T, drop []int) []T {
 		out = append(out, x)
 	}
 	return out
+}
+
+// routeVar holds why the request's latest attempt went where it went.
+const routeVar = "llm.route"
+
+// route is a pick's explanation: the chosen backend's cost terms and the
+// runner-up's.
+type route struct {
+	picked, runnerUp lb.Terms
+	hasRunnerUp      bool
+}
+
+func (rt route) String() string {
+	if !rt.hasRunnerUp {
+		return rt.picked.String()
+	}
+	return rt.picked.String() + "; runner-up " + rt.runnerUp.String()
+}
+
+// requestRoute is the request's route, ok false when lb_policy llm did not
+// pick its backend.
+func requestRoute(r *http.Request) (route, bool) {
+	rt, ok := caddyhttp.GetVar(r.Context(), routeVar).(route)
+	return rt, ok
 }
 
 // workVar is the request variable in which the llm handler leaves what it parsed.

@@ -262,34 +262,49 @@ func (b *Backend) snapshot(now time.Time) snapshot {
 // StaleAfter are not used: a backend we know nothing fresh about is scored on its
 // load alone.
 func (b *Backend) score(sn *snapshot, work Work, w *Weights, medians fleetMedians, now time.Time) score {
+	return b.scoreTerms(sn, work, w, medians, now, nil)
+}
+
+// scoreTerms is score, recording each term in t when t is not nil (to say
+// why a request went where it went); the pick passes nil and allocates
+// nothing.
+func (b *Backend) scoreTerms(sn *snapshot, work Work, w *Weights, medians fleetMedians, now time.Time, t *Terms) score {
 	medianSpeed, medianITL := medians.speed, medians.itl
 	var cached int64
 	if len(work.Prefix) > 0 && !sn.stats.NoPrefixCache {
 		cached = cachedTokens(work, b.prefix.match(work.Prefix))
 	}
 	load := b.load(w)
-	cost := load + requestWeight(work, cached, w) + decodeWeight(work, relativeITL(sn.itl, medianITL), w)
+	own := requestWeight(work, cached, w)
+	decode := decodeWeight(work, relativeITL(sn.itl, medianITL), w)
+	cost := load + own + decode
 	scale := cost // the factors below multiply the whole; queued keeps load's share
+	kvF, preemptF, queueF, speedF := 1.0, 1.0, 1.0, 1.0
 	var saturated bool
 	fits, free := true, math.Inf(1)
 	if st := &sn.stats; !st.At.IsZero() && now.Sub(st.At) <= w.StaleAfter {
 		if st.HasKV {
 			kv := b.estimatedKV(st)
 			saturated = w.Saturated(kv, 0)
-			cost *= kvFactor(kv, w)
+			kvF = kvFactor(kv, w)
 			if st.CapacityTokens > 0 {
 				free = float64(st.CapacityTokens)*(1-kv) + float64(cached)
 				fits = free >= kvNeed(work, w)
 			}
 		}
 		if st.HasRates {
-			cost *= preemptFactor(st.PreemptionsPerSec, w)
+			preemptF = preemptFactor(st.PreemptionsPerSec, w)
 		}
 		saturated = saturated || w.Saturated(0, st.Waiting)
-		cost *= queueFactor(st.Waiting, st.Running, w)
-		cost /= speedFactor(sn.speed, medianSpeed, w)
+		queueF = queueFactor(st.Waiting, st.Running, w)
+		speedF = speedFactor(sn.speed, medianSpeed, w)
 	}
-	cost *= failFactor(sn.failed, w)
-	cost /= sn.ramp
+	failF := failFactor(sn.failed, w)
+	cost = cost * kvF * preemptF * queueF / speedF * failF / sn.ramp
+	if t != nil {
+		*t = Terms{Backend: b.Addr, Cost: cost, Load: load, Prefill: own, Decode: decode, CachedTokens: cached,
+			KV: kvF, Preempt: preemptF, Queue: queueF, Speed: speedF, Fail: failF, Ramp: sn.ramp,
+			Saturated: saturated, Fits: fits}
+	}
 	return score{cost: cost, queued: cost * load / scale, saturated: saturated, fits: fits, freeKV: free}
 }
