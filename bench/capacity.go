@@ -12,8 +12,9 @@ import (
 
 // CapacityInput is what a capacity plan is asked for.
 type CapacityInput struct {
-	// SLOTTFTP99 is the TTFT p99 the fleet must keep.
-	SLOTTFTP99 time.Duration `json:"slo_ttft_p99,omitempty"`
+	// SLOTTFTP99 is the TTFT p99 the fleet must keep (slo_ttft_p99_ms in
+	// JSON).
+	SLOTTFTP99 time.Duration `json:"-"`
 	// TargetQPS is the request rate the fleet must serve.
 	TargetQPS float64 `json:"target_qps,omitempty"`
 	// Instances is how many backends served the run. Zero means: as many as
@@ -37,8 +38,9 @@ func (in CapacityInput) validate() error {
 
 // CapacityPlan is a sizing derived from one run (see PlanCapacity).
 type CapacityPlan struct {
-	SLOTTFTP99 time.Duration `json:"slo_ttft_p99,omitempty"`
-	TTFTP99    time.Duration `json:"ttft_p99"`
+	// In JSON: slo_ttft_p99_ms, ttft_p99_ms and mean_e2e_ms.
+	SLOTTFTP99 time.Duration `json:"-"`
+	TTFTP99    time.Duration `json:"-"`
 	// SLOMet: the run's TTFT p99 was within the SLO. Without an SLO it is
 	// false and SLOChecked is false.
 	SLOMet     bool `json:"slo_met"`
@@ -47,7 +49,7 @@ type CapacityPlan struct {
 	Instances     int    `json:"instances"`
 	InstancesFrom string `json:"instances_from"` // "given", "backend header" or "assumed"
 
-	MeanE2E time.Duration `json:"mean_e2e"`
+	MeanE2E time.Duration `json:"-"`
 	// Concurrency is the mean number of requests in flight at the target,
 	// by Little's law: completed requests/s × mean E2E.
 	Concurrency            float64 `json:"concurrency"`

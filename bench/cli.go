@@ -62,7 +62,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.Capacity.TargetQPS, "target-qps", 0, "capacity plan: request rate to size the fleet for")
 	fs.IntVar(&cfg.Capacity.Instances, "instances", 0, "capacity plan: backends behind the target (default: from the backend header, else 1)")
 	fs.Float64Var(&cfg.Capacity.Headroom, "headroom", cfg.Capacity.Headroom, "capacity plan: spare fraction added to the instance count")
-	jsonPath := fs.String("json", "", "write the full result as JSON to this file")
+	jsonPath := fs.String("json", "", "write the full result as JSON to this file (latencies in ms, times in s, with vLLM benchmark_serving's fields)")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	if help, err := cli.ParseFlags(fs, args); help || err != nil {
 		if err != nil && fs.NArg() > 0 {
@@ -138,7 +138,7 @@ func compareMain(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: llmgate bench compare [--markdown] [--fail-on-regression] [name=]base.json [name=]other.json...\n\nThe first file is the baseline.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: llmgate bench compare [--markdown] [--fail-on-regression] [name=]base.json [name=]other.json...\n\nThe first file is the baseline. Files are llmgate bench --json results (any version) or vLLM benchmark_serving --save-result files.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	markdown := fs.Bool("markdown", false, "print a Markdown table")

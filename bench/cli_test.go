@@ -34,6 +34,15 @@ func TestMainRunAndCompare(t *testing.T) {
 	if !strings.Contains(stderr.String(), "wrote "+a) {
 		t.Errorf("stderr: %s", stderr.String())
 	}
+	raw, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"format": "` + FormatV2, `"ttft_ms": {`, `"tpot_ms": {`, `"window_s":`, `"mean_ttft_ms":`, `"mean_tpot_ms":`, `"p99_itl_ms":`, `"mean_e2el_ms":`, `"request_throughput":`} {
+		if !strings.Contains(string(raw), key) {
+			t.Errorf("result file lacks %s", key)
+		}
+	}
 	res, err := readResultFile(a)
 	if err != nil {
 		t.Fatal(err)

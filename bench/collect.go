@@ -24,7 +24,9 @@ type collector struct {
 	winStart time.Time
 	winEnd   time.Time // zero when only a request count bounds the run
 
-	ttft, itl, e2e *sampler
+	// tpot is vLLM's time per output token after the first, one sample
+	// per streamed success of two tokens or more: (E2E - TTFT) / (tokens - 1).
+	ttft, tpot, itl, e2e *sampler
 
 	requests, ok, failed, incomplete int64
 	outTokens, promptTokens          int64
@@ -50,6 +52,7 @@ func newCollector(cfg *Config, winStart, winEnd time.Time) *collector {
 		ttft:       newSampler(n, cfg.Seed+1),
 		itl:        newSampler(n, cfg.Seed+2),
 		e2e:        newSampler(n, cfg.Seed+3),
+		tpot:       newSampler(n, cfg.Seed+4),
 		errors:     map[string]int64{},
 		errSamples: map[string]string{},
 		backends:   map[string]*BackendCount{},
@@ -111,9 +114,13 @@ func (c *collector) record(o *outcome) {
 	if o.end.After(c.lastEnd) {
 		c.lastEnd = o.end
 	}
-	c.e2e.add(o.end.Sub(o.start))
+	e2e := o.end.Sub(o.start)
+	c.e2e.add(e2e)
 	if o.ttft >= 0 {
 		c.ttft.add(o.ttft)
+		if o.outTokens > 1 {
+			c.tpot.add((e2e - o.ttft) / time.Duration(o.outTokens-1))
+		}
 	}
 	for _, g := range o.gaps {
 		c.itl.add(g)

@@ -45,7 +45,7 @@ func latencyMetric(name string, pick func(*Result) Latency, pct func(Latency) ti
 		dir:  higherWorse,
 		value: func(r *Result) (float64, bool) {
 			l := pick(r)
-			return float64(pct(l)), l.Count > 0
+			return float64(pct(l)), l.Count > 0 && !r.absent[name]
 		},
 		format: func(_ *Result, v float64) string { return fmtDur(time.Duration(v)) },
 	}

@@ -24,8 +24,9 @@ const (
 const DefaultBackendHeader = "X-Llmgate-Backend"
 
 // Config describes one run. Start from DefaultConfig and change what you
-// need; Run reports every unusable setting. In JSON, durations are integer
-// nanoseconds and distributions their text form ("lognormal:500,1,4000").
+// need; Run reports every unusable setting. In JSON, durations are seconds
+// in keys ending _s (duration_s, warmup_s, timeout_s, drain_timeout_s) and
+// distributions their text form ("lognormal:500,1,4000").
 type Config struct {
 	// URL is the target's base URL, e.g. http://127.0.0.1:8080; a trailing
 	// "/v1" is accepted and dropped.
@@ -59,16 +60,16 @@ type Config struct {
 	// requests have started after Warmup, whichever comes first (zero turns
 	// a limit off; one must be set). Requests that started during Warmup
 	// are not measured.
-	Duration time.Duration `json:"duration,omitempty"`
+	Duration time.Duration `json:"-"`
 	Requests int           `json:"requests,omitempty"`
-	Warmup   time.Duration `json:"warmup,omitempty"`
+	Warmup   time.Duration `json:"-"`
 	// Timeout bounds each request (0: none); a request that runs past it
 	// counts as a "timeout" error.
-	Timeout time.Duration `json:"timeout,omitempty"`
+	Timeout time.Duration `json:"-"`
 	// DrainTimeout is how long requests still running when Duration ends
 	// may take to finish; those cut off then count as incomplete, not as
 	// errors.
-	DrainTimeout time.Duration `json:"drain_timeout,omitempty"`
+	DrainTimeout time.Duration `json:"-"`
 
 	// PromptTokens and MaxTokens are drawn per request. A prompt of N tokens
 	// is N four-letter words, which is N tokens for llmgate's sim and close

@@ -1,9 +1,6 @@
 package bench
 
 import (
-	"encoding/json"
-	"fmt"
-	"io"
 	"maps"
 	"runtime"
 	"strconv"
@@ -12,14 +9,16 @@ import (
 )
 
 // Result is what a run measured. Its JSON form (WriteJSON, ReadResult) is
-// what `llmgate bench --json` writes and `llmgate bench compare` reads;
-// durations in it are integer nanoseconds.
+// what `llmgate bench --json` writes and `llmgate bench compare` reads; see
+// resultjson.go for the layout: every duration key names its unit
+// (latencies in milliseconds, run lengths in seconds), and vLLM's
+// benchmark_serving fields sit beside ours.
 type Result struct {
 	Config Config    `json:"config"`
 	Start  time.Time `json:"start"`
 	// Window is the measurement window that rates are divided by (see
 	// the package doc).
-	Window      time.Duration `json:"window"`
+	Window      time.Duration `json:"-"` // JSON: window_s
 	Interrupted bool          `json:"interrupted,omitempty"`
 
 	// Requests started in the window (open loop: arrivals, dropped ones
@@ -47,9 +46,17 @@ type Result struct {
 	// Latencies of the measured successes. TTFT is from sending the request
 	// to the first event that carries output; ITL is the gap between
 	// consecutive output events; E2E is from sending to the end of the body.
-	TTFT Latency `json:"ttft"`
-	ITL  Latency `json:"itl"`
-	E2E  Latency `json:"e2e"`
+	// TPOT is vLLM's time per output token after the first, per request of
+	// two or more tokens: (E2E - TTFT) / (output tokens - 1). In JSON they
+	// are ttft_ms, itl_ms, e2e_ms and tpot_ms.
+	TTFT Latency `json:"-"`
+	TPOT Latency `json:"-"`
+	ITL  Latency `json:"-"`
+	E2E  Latency `json:"-"`
+
+	// absent names the compare rows (e.g. "TTFT p90") a result read from a
+	// vLLM file does not have.
+	absent map[string]bool
 
 	// Errors counts failed requests by key (ErrConnect..., "http_503");
 	// ErrorKinds folds the HTTP keys into http_4xx and http_5xx.
@@ -79,10 +86,11 @@ type BackendCount struct {
 type Generator struct {
 	// CPUCores is (user + system CPU time) / wall time: 1.0 is one core
 	// fully busy.
-	CPUCores       float64       `json:"cpu_cores"`
-	User           time.Duration `json:"user"`
-	System         time.Duration `json:"system"`
-	Wall           time.Duration `json:"wall"`
+	CPUCores float64 `json:"cpu_cores"`
+	// User, System and Wall are user_s, system_s and wall_s in JSON.
+	User           time.Duration `json:"-"`
+	System         time.Duration `json:"-"`
+	Wall           time.Duration `json:"-"`
 	PeakGoroutines int           `json:"peak_goroutines"`
 	PeakInFlight   int           `json:"peak_inflight"`
 	GOMAXPROCS     int           `json:"gomaxprocs"`
@@ -141,6 +149,7 @@ func (r *runner) result(end time.Time, cpu cpuUsage) *Result {
 		CachedTokens:   c.cachedTokens,
 		CachedReported: c.cachedReported,
 		TTFT:           c.ttft.summary(),
+		TPOT:           c.tpot.summary(),
 		ITL:            c.itl.summary(),
 		E2E:            c.e2e.summary(),
 		Errors:         maps.Clone(c.errors),
@@ -197,20 +206,4 @@ func (r *runner) result(end time.Time, cpu cpuUsage) *Result {
 		res.Capacity = PlanCapacity(res, cfg.Capacity)
 	}
 	return res
-}
-
-// WriteJSON writes r as indented JSON.
-func (r *Result) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
-}
-
-// ReadResult reads a Result written by WriteJSON.
-func ReadResult(rd io.Reader) (*Result, error) {
-	var r Result
-	if err := json.NewDecoder(rd).Decode(&r); err != nil {
-		return nil, fmt.Errorf("reading bench result: %w", err)
-	}
-	return &r, nil
 }

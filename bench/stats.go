@@ -13,11 +13,16 @@ import (
 // no interpolation and no histogram buckets. Up to Config.MaxSamples
 // samples are kept per metric; past that a uniform reservoir of that size
 // stands for all of them (Vitter's algorithm R), so percentiles become
-// estimates whose error shrinks with the cap. Count, Mean and Max always
-// cover every sample.
+// estimates whose error shrinks with the cap. Count, Mean, Std and Max
+// always cover every sample. Std is the population standard deviation
+// (numpy's np.std, which vLLM's benchmark_serving reports).
+//
+// In JSON a Latency is in milliseconds (floats: no precision is lost), and
+// the key that holds it says so: "ttft_ms": {"p50": 202.078234, ...}.
 type Latency struct {
 	Count int64         `json:"count"`
 	Mean  time.Duration `json:"mean"`
+	Std   time.Duration `json:"std"`
 	P50   time.Duration `json:"p50"`
 	P90   time.Duration `json:"p90"`
 	P99   time.Duration `json:"p99"`
@@ -32,8 +37,11 @@ type sampler struct {
 	cap  int
 	seen int64
 	sum  float64 // float: a sum of many long durations can pass int64
-	max  time.Duration
-	rng  *rand.Rand
+	// mean and m2 are Welford's running mean and sum of squared
+	// deviations, for Std without cancellation.
+	mean, m2 float64
+	max      time.Duration
+	rng      *rand.Rand
 }
 
 func newSampler(capacity int, seed uint64) *sampler {
@@ -43,6 +51,9 @@ func newSampler(capacity int, seed uint64) *sampler {
 func (s *sampler) add(v time.Duration) {
 	s.seen++
 	s.sum += float64(v)
+	d := float64(v) - s.mean
+	s.mean += d / float64(s.seen)
+	s.m2 += d * (float64(v) - s.mean)
 	s.max = max(s.max, v)
 	if len(s.vals) < s.cap {
 		s.vals = append(s.vals, v)
@@ -64,6 +75,7 @@ func (s *sampler) summary() Latency {
 	return Latency{
 		Count:   s.seen,
 		Mean:    time.Duration(s.sum / float64(s.seen)),
+		Std:     time.Duration(math.Round(math.Sqrt(s.m2 / float64(s.seen)))),
 		P50:     percentile(s.vals, 50),
 		P90:     percentile(s.vals, 90),
 		P99:     percentile(s.vals, 99),

@@ -12,6 +12,11 @@ func TestPercentilesKnownData(t *testing.T) {
 		s.add(time.Duration(i) * time.Millisecond)
 	}
 	l := s.summary()
+	// Population std of 1..100 ms: sqrt((100²-1)/12) ms.
+	if d := l.Std - 28866070; d < -1 || d > 1 {
+		t.Fatalf("std %v, want 28.86607ms", l.Std)
+	}
+	l.Std = 0
 	want := Latency{Count: 100, Mean: 50500 * time.Microsecond, P50: 50 * time.Millisecond,
 		P90: 90 * time.Millisecond, P99: 99 * time.Millisecond, Max: 100 * time.Millisecond}
 	if l != want {
