@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"time"
 
@@ -65,16 +66,27 @@ type attemptFailure struct {
 func (h *Handler) forward(ow *observingWriter, r *http.Request, c *call, body []byte, next caddyhttp.Handler) (err error, panicked any) {
 	holder := ensureLeaseHolder(r)
 	firstByte, stall := h.firstByteDeadline(c), time.Duration(h.StallTimeout)
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
 	for try := 0; ; try++ {
 		last := try >= h.retries()
 		before := holder.current()
 		ctx, cancel := context.WithCancel(r.Context())
+		// Each attempt writes its own copy of the request's variables: the
+		// transport may still be dialing for a failed attempt in the
+		// background, reading that attempt's map, while the next one runs.
+		attemptVars := maps.Clone(vars)
+		if attemptVars != nil {
+			ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, attemptVars)
+		}
 		att := startAttempt(cancel, firstByte, max(stall, 0))
-		ow.beginAttempt(att, !last)
 		ar := r.WithContext(ctx)
 		ar.Body = io.NopCloser(bytes.NewReader(body))
+		ow.beginAttempt(att, !last, ar)
 		err, panicked = serveCatching(next, ow, ar)
 		att.stop()
+		// What the attempt set is the request's now, for the access log and
+		// the next attempt (a background dial only reads the old copy).
+		maps.Copy(vars, attemptVars)
 		if panicked == http.ErrAbortHandler && !ow.committed {
 			// The proxy aborts a response that broke while it was copied;
 			// nothing of it reached the client, so it is one more failed
