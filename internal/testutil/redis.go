@@ -37,11 +37,7 @@ func RedisServer(t testing.TB) string {
 		bin, _ = exec.LookPath("redis-server")
 	}
 	if bin == "" {
-		msg := "redis-server not found on PATH or in $REDIS_SERVER (apt-get install redis-server); this test needs a real Redis"
-		if os.Getenv(RequireRedisEnv) == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		Missing(t, RequireRedisEnv, "redis-server not found on PATH or in $REDIS_SERVER (apt-get install redis-server); this test needs a real Redis")
 	}
 	return bin
 }
