@@ -81,7 +81,7 @@ func (h *Handler) forward(ow *observingWriter, r *http.Request, c *call, body []
 		att := startAttempt(cancel, firstByte, max(stall, 0))
 		ar := r.WithContext(ctx)
 		ar.Body = io.NopCloser(bytes.NewReader(body))
-		ow.beginAttempt(att, !last, ar)
+		ow.beginAttempt(att, !last)
 		err, panicked = serveCatching(next, ow, ar)
 		att.stop()
 		// What the attempt set is the request's now, for the access log and

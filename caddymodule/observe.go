@@ -55,14 +55,11 @@ type observingWriter struct {
 	retryable bool
 	// routeHeader sends the route explanation to the client (route_header).
 	routeHeader bool
-	// attemptReq is the current attempt's request, whose variables the
-	// proxy and the policy write while it runs.
-	attemptReq *http.Request
-	committed  bool
-	discard    bool
-	held       int
-	failStatus int
-	hdr        http.Header
+	committed   bool
+	discard     bool
+	held        int
+	failStatus  int
+	hdr         http.Header
 	// unseen is what was written since the observer last read: a copy, as
 	// the writer's caller may reuse its buffer once Write returns.
 	unseen []byte
@@ -196,8 +193,8 @@ func (ow *observingWriter) commit(now time.Time) bool {
 	for k, v := range ow.hdr {
 		dst[k] = append(dst[k], v...)
 	}
-	if ow.routeHeader && ow.attemptReq != nil {
-		if rt, ok := requestRoute(ow.attemptReq); ok {
+	if ow.routeHeader {
+		if rt, ok := requestRoute(ow.r); ok {
 			dst.Set(routeHeaderName, rt.String())
 		}
 	}
@@ -215,8 +212,8 @@ func (ow *observingWriter) commit(now time.Time) bool {
 
 // beginAttempt readies the writer for a new try of the request; retryable
 // says whether a refusal may be swallowed for another try.
-func (ow *observingWriter) beginAttempt(att *attempt, retryable bool, ar *http.Request) {
-	ow.att, ow.retryable, ow.attemptReq = att, retryable, ar
+func (ow *observingWriter) beginAttempt(att *attempt, retryable bool) {
+	ow.att, ow.retryable = att, retryable
 	ow.discard, ow.held, ow.failStatus = false, 0, 0
 	clear(ow.hdr)
 }

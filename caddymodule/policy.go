@@ -106,12 +106,11 @@ func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ ht
 	if i < 0 {
 		return nil
 	}
-	var rt route
+	rt := route{ok: true}
 	rt.picked, rt.runnerUp, rt.hasRunnerUp = s.fleet.pool.Explain(cands, i, work, &s.weights, now)
-	caddyhttp.SetVar(r.Context(), routeVar, rt)
 	b := cands[i]
 	work.CachedTokens = b.CachedTokens(work)
-	holdLease(r, b.Acquire(work))
+	holdLease(r, b.Acquire(work), rt)
 	s.fleet.pool.Sent(b, work, &s.weights)
 	return ups[i]
 }
@@ -143,14 +142,12 @@ func without[T any](xs []T, drop []int) []T {
 	return out
 }
 
-// routeVar holds why the request's latest attempt went where it went.
-const routeVar = "llm.route"
-
 // route is a pick's explanation: the chosen backend's cost terms and the
 // runner-up's.
 type route struct {
 	picked, runnerUp lb.Terms
 	hasRunnerUp      bool
+	ok               bool // set by lb_policy llm's pick
 }
 
 func (rt route) String() string {
@@ -160,11 +157,16 @@ func (rt route) String() string {
 	return rt.picked.String() + "; runner-up " + rt.runnerUp.String()
 }
 
-// requestRoute is the request's route, ok false when lb_policy llm did not
-// pick its backend.
+// requestRoute is why the request's latest attempt went where it went, ok
+// false when lb_policy llm did not pick its backend.
 func requestRoute(r *http.Request) (route, bool) {
-	rt, ok := caddyhttp.GetVar(r.Context(), routeVar).(route)
-	return rt, ok
+	h := requestLease(r)
+	if h == nil {
+		return route{}, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.route, h.route.ok
 }
 
 // workVar is the request variable in which the llm handler leaves what it parsed.
@@ -187,10 +189,11 @@ type leaseHolder struct {
 	lease *lb.Lease
 	ended bool
 	tried []*lb.Backend // backends of earlier, failed attempts
+	route route         // why the current lease's backend was chosen
 }
 
-func holdLease(r *http.Request, l *lb.Lease) {
-	ensureLeaseHolder(r).swap(l)
+func holdLease(r *http.Request, l *lb.Lease, rt route) {
+	ensureLeaseHolder(r).swap(l, rt)
 }
 
 // ensureLeaseHolder returns the request's lease holder, making it on first
@@ -209,10 +212,10 @@ func ensureLeaseHolder(r *http.Request) *leaseHolder {
 // swap installs l, ending the previous attempt's lease. A new attempt means
 // the previous one failed: the proxy retries only after a failure, and when
 // the llm handler retries it has reported the failure already.
-func (h *leaseHolder) swap(l *lb.Lease) {
+func (h *leaseHolder) swap(l *lb.Lease, rt route) {
 	h.mu.Lock()
 	prev, ended := h.lease, h.ended
-	h.lease = l
+	h.lease, h.route = l, rt
 	if prev != nil {
 		h.tried = append(h.tried, prev.Backend())
 	}
