@@ -199,100 +199,30 @@ func (p *parser) member(key word) bool {
 	return ok
 }
 
+// endpointMembers are, per endpoint, the top-level keys the parser reads
+// (model, read everywhere, aside). A key another endpoint reads is skipped
+// like any unknown one.
+var endpointMembers = [NumEndpoints]map[string]member{
+	EndpointChat: {"stream": mStream, "stream_options": mStreamOptions, "max_tokens": mMaxTokens, "n": mN,
+		"cache_salt": mCacheSalt, "messages": mMessages, "max_completion_tokens": mMaxCompletionTokens, "tools": mTools},
+	EndpointCompletions: {"stream": mStream, "stream_options": mStreamOptions, "max_tokens": mMaxTokens, "n": mN,
+		"cache_salt": mCacheSalt, "prompt": mPrompt, "prompt_embeds": mPromptEmbeds},
+	EndpointResponses: {"stream": mStream, "cache_salt": mCacheSalt, "input": mInput, "instructions": mInstructions,
+		"max_output_tokens": mMaxOutputTokens, "previous_response_id": mPreviousResponseID, "tools": mTools},
+	EndpointMessages:   {"stream": mStream, "max_tokens": mMaxTokens, "system": mSystem, "messages": mMessages, "tools": mTools},
+	EndpointEmbeddings: {"input": mInput, "messages": mMessages},
+	EndpointRerank:     {"query": mQuery, "documents": mDocuments},
+	EndpointScore:      {"text_1": mText1, "text_2": mText2},
+}
+
 // lookup maps a key to a member this endpoint reads.
 func (p *parser) lookup(key word) member {
 	k := key.String()
 	if k == "model" {
 		return mModel
 	}
-	switch p.ep {
-	case EndpointChat:
-		switch k {
-		case "stream":
-			return mStream
-		case "stream_options":
-			return mStreamOptions
-		case "max_tokens":
-			return mMaxTokens
-		case "n":
-			return mN
-		case "cache_salt":
-			return mCacheSalt
-		case "messages":
-			return mMessages
-		case "max_completion_tokens":
-			return mMaxCompletionTokens
-		case "tools":
-			return mTools
-		}
-	case EndpointCompletions:
-		switch k {
-		case "stream":
-			return mStream
-		case "stream_options":
-			return mStreamOptions
-		case "max_tokens":
-			return mMaxTokens
-		case "n":
-			return mN
-		case "cache_salt":
-			return mCacheSalt
-		case "prompt":
-			return mPrompt
-		case "prompt_embeds":
-			return mPromptEmbeds
-		}
-	case EndpointResponses:
-		switch k {
-		case "stream":
-			return mStream
-		case "cache_salt":
-			return mCacheSalt
-		case "input":
-			return mInput
-		case "instructions":
-			return mInstructions
-		case "max_output_tokens":
-			return mMaxOutputTokens
-		case "previous_response_id":
-			return mPreviousResponseID
-		case "tools":
-			return mTools
-		}
-	case EndpointMessages:
-		switch k {
-		case "stream":
-			return mStream
-		case "max_tokens":
-			return mMaxTokens
-		case "system":
-			return mSystem
-		case "messages":
-			return mMessages
-		case "tools":
-			return mTools
-		}
-	case EndpointEmbeddings:
-		switch k {
-		case "input":
-			return mInput
-		case "messages":
-			return mMessages
-		}
-	case EndpointRerank:
-		switch k {
-		case "query":
-			return mQuery
-		case "documents":
-			return mDocuments
-		}
-	case EndpointScore:
-		switch k {
-		case "text_1":
-			return mText1
-		case "text_2":
-			return mText2
-		}
+	if m, ok := endpointMembers[p.ep][k]; ok {
+		return m
 	}
 	return mOther
 }
