@@ -380,7 +380,7 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 	if ok {
 		h.fleet.observePattern(c, res, prompt, output, now)
 		if res.UsageReported {
-			h.fleet.outputs.observe(model, output)
+			h.fleet.outputs.observe(model, output, c.req.MaxTokens)
 		}
 		if gap := meanGap(res); gap > 0 && backend != "" {
 			if b, found := h.fleet.pool.Lookup(backend); found {

@@ -14,10 +14,12 @@ import (
 	"github.com/llmgate/llmgate/traffic"
 )
 
-// QueueConfig is the llm handler's admission queue. A request waits while every
-// backend that serves its model (in rotation, not down) is saturated by
-// lb_policy llm's default marks (KV usage ≥ 0.95 counting work sent since the
-// last scrape, or 16 waiting), at most Timeout, in a queue of at most
+// QueueConfig is the llm handler's admission queue. A request waits while no
+// backend that serves its model (in rotation, not down) has room for it: each
+// is saturated by lb_policy llm's marks (KV usage ≥ 0.95 counting work sent
+// since the last scrape, or 16 waiting), or its free KV, counting what the
+// gateway's requests in flight there will grow to, cannot hold the request's
+// prompt and expected output. It waits at most Timeout, in a queue of at most
 // MaxWaiting; then it is refused with Status (429 tells clients to back off,
 // 503 tells an outer balancer to try another gateway).
 type QueueConfig struct {
@@ -51,20 +53,21 @@ func (f *fleet) marks() *lb.Weights {
 	return &d
 }
 
-// hasRoom tests whether some backend that serves model has room.
-func (h *Handler) hasRoom(model string) func() bool {
-	return func() bool {
-		cands := lb.ForModel(h.fleet.pool.Backends(), model)
-		return !h.fleet.pool.Saturated(cands, h.fleet.marks(), time.Now())
+// hasRoom tests whether some backend that serves the request's model has
+// room for it.
+func (h *Handler) hasRoom(work lb.Work) func(lb.Transit) bool {
+	return func(transit lb.Transit) bool {
+		cands := lb.ForModel(h.fleet.pool.Backends(), work.Model)
+		return h.fleet.pool.HasRoom(cands, work, h.fleet.marks(), time.Now(), transit)
 	}
 }
 
-// queue holds the request while the fleet is saturated; false means it was
+// queue holds the request while no backend has room for it; false means it was
 // refused (the answer is written) or the client left.
-func (h *Handler) queue(w http.ResponseWriter, r *http.Request, model string) bool {
+func (h *Handler) queue(w http.ResponseWriter, r *http.Request, work lb.Work) bool {
 	start := time.Now()
 	admissionQueued.Inc()
-	err := h.admission.Wait(r.Context(), time.Duration(h.Queue.Timeout), h.hasRoom(model))
+	err := h.admission.Wait(r.Context(), time.Duration(h.Queue.Timeout), h.hasRoom(work))
 	admissionQueued.Dec()
 	result := "admitted"
 	switch {
@@ -74,10 +77,10 @@ func (h *Handler) queue(w http.ResponseWriter, r *http.Request, model string) bo
 	default:
 		result = "timeout"
 		reason := "queue_timeout"
-		msg := "Every backend for this model stayed saturated for " + time.Duration(h.Queue.Timeout).String() + "; try again shortly."
+		msg := "No backend for this model had room for this request for " + time.Duration(h.Queue.Timeout).String() + "; try again shortly."
 		if errors.Is(err, lb.ErrQueueFull) {
 			result, reason = "full", "queue_full"
-			msg = "Every backend for this model is saturated and " + strconv.Itoa(h.Queue.MaxWaiting) + " requests are already waiting; try again shortly."
+			msg = "No backend for this model has room and " + strconv.Itoa(h.Queue.MaxWaiting) + " requests are already waiting; try again shortly."
 		}
 		refusalsTotal.WithLabelValues(reason).Inc()
 		if h.Queue.Status == http.StatusTooManyRequests {

@@ -59,7 +59,7 @@ func TestAdmissionQueue(t *testing.T) {
 		Error struct{ Message, Type string } `json:"error"`
 	}
 	if resp.StatusCode != http.StatusServiceUnavailable || json.Unmarshal(raw, &e) != nil ||
-		!strings.Contains(e.Error.Message, "saturated") || resp.Header.Get("Retry-After") == "" {
+		!strings.Contains(e.Error.Message, "room") || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("status %d, body %s: want 503 with an OpenAI error and Retry-After", resp.StatusCode, raw)
 	}
 	if after := counterOf(t, refusalsTotal, "queue_timeout"); after != before+1 {

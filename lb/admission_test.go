@@ -9,36 +9,138 @@ import (
 	"time"
 )
 
-func TestSaturated(t *testing.T) {
+func TestHasRoom(t *testing.T) {
 	p := NewPool()
 	now := time.Now()
 	w := DefaultWeights()
 	a, b := p.Backend("a"), p.Backend("b")
 	cands := []*Backend{a, b}
-	if p.Saturated(cands, &w, now) {
-		t.Fatal("fresh backends without stats are not saturated")
+	if !p.HasRoom(cands, Work{}, &w, now, nil) {
+		t.Fatal("fresh backends without stats have room")
 	}
 	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.97, CapacityTokens: 100000})
-	if p.Saturated(cands, &w, now) {
+	if !p.HasRoom(cands, Work{}, &w, now, nil) {
 		t.Fatal("b still has room")
 	}
 	p.UpdateStats("b", Stats{At: now, HasKV: true, KVUsage: 0.2, Waiting: 40})
-	if !p.Saturated(cands, &w, now) {
-		t.Fatal("a is out of KV and b's queue is long: saturated")
+	if p.HasRoom(cands, Work{}, &w, now, nil) {
+		t.Fatal("a is out of KV and b's queue is long: no room")
 	}
 	p.Drain("b", now)
-	if !p.Saturated(cands, &w, now) {
+	if p.HasRoom(cands, Work{}, &w, now, nil) {
 		t.Fatal("the one backend in rotation is saturated")
 	}
 	p.Drain("a", now)
-	if p.Saturated(cands, &w, now) {
+	if !p.HasRoom(cands, Work{}, &w, now, nil) {
 		t.Fatal("nothing in rotation: nothing to wait for")
+	}
+}
+
+// TestHasRoomCountsCommitments: the scrape shows a cache 20 % full, but the
+// requests the gateway has in flight will grow to hold most of it; a request
+// that needs more than the rest waits, unless no cache could ever hold it.
+func TestHasRoomCountsCommitments(t *testing.T) {
+	p := NewPool()
+	now := time.Now()
+	w := DefaultWeights()
+	a := p.Backend("a")
+	cands := []*Backend{a}
+	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.2, CapacityTokens: 8192})
+	work := Work{PromptTokens: 3000, ExpectedOutput: 200}
+	if !p.HasRoom(cands, work, &w, now, nil) {
+		t.Fatal("6.5k free holds 3.2k")
+	}
+	lease := a.Acquire(Work{PromptTokens: 4000, ExpectedOutput: 2000})
+	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.5, CapacityTokens: 8192}) // its prompt is in
+	if p.HasRoom(cands, work, &w, now, nil) {
+		t.Fatal("6,000 tokens committed of 8,192: 3,200 more do not fit")
+	}
+	if !p.HasRoom(cands, Work{PromptTokens: 1500, ExpectedOutput: 100}, &w, now, nil) {
+		t.Fatal("1,600 fit beside the 6,000 committed")
+	}
+	if !p.HasRoom(cands, Work{PromptTokens: 9000, ExpectedOutput: 100}, &w, now, nil) {
+		t.Fatal("a request no cache can hold must not wait for one")
+	}
+	lease.Done()
+	if !p.HasRoom(cands, work, &w, now, nil) {
+		t.Fatal("the commitment ends with its request")
+	}
+}
+
+// TestHasRoomInTransit: requests released in one tick are not leased yet;
+// each counts in transit against the backend it found room on, so the next
+// test of the tick does not find the same room again.
+func TestHasRoomInTransit(t *testing.T) {
+	p := NewPool()
+	now := time.Now()
+	w := DefaultWeights()
+	a, b := p.Backend("a"), p.Backend("b")
+	cands := []*Backend{a, b}
+	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.4, CapacityTokens: 8192}) // 4.9k free
+	p.UpdateStats("b", Stats{At: now, HasKV: true, KVUsage: 0.6, CapacityTokens: 8192}) // 3.3k free
+	work := Work{PromptTokens: 2800, ExpectedOutput: 200}
+	transit := Transit{}
+	for i, want := range []bool{true, true, false} {
+		if got := p.HasRoom(cands, work, &w, now, transit); got != want {
+			t.Fatalf("test %d in one tick: room %v, want %v (transit %v)", i+1, got, want, transit)
+		}
+	}
+	if transit[a] != 3000 || transit[b] != 3000 {
+		t.Fatalf("each fitting backend took one: %v", transit)
+	}
+	if !p.HasRoom(cands, work, &w, now, Transit{}) {
+		t.Fatal("a new tick starts from the backends' own commitments")
+	}
+}
+
+// TestAdmissionReleasesWhatFits: three waiting requests of which the fleet
+// has room for one are released one at a time as room appears.
+func TestAdmissionReleasesWhatFits(t *testing.T) {
+	p := NewPool()
+	w := DefaultWeights()
+	a := p.Backend("a")
+	cands := []*Backend{a}
+	p.UpdateStats("a", Stats{At: time.Now(), HasKV: true, KVUsage: 0.9, CapacityTokens: 8192})
+	q := NewAdmission(8, time.Millisecond)
+	work := Work{PromptTokens: 3000, ExpectedOutput: 200}
+	var leases sync.Map
+	done := make(chan struct{}, 3)
+	for i := range 3 {
+		go func() {
+			if err := q.Wait(context.Background(), time.Minute, func(tr Transit) bool {
+				return p.HasRoom(cands, work, &w, time.Now(), tr)
+			}); err != nil {
+				t.Error(err)
+			}
+			leases.Store(i, a.Acquire(work))
+			done <- struct{}{}
+		}()
+	}
+	waitLen(t, q, 3)
+	p.UpdateStats("a", Stats{At: time.Now(), HasKV: true, KVUsage: 0, CapacityTokens: 8192}) // room for two
+	<-done
+	<-done
+	select {
+	case <-done:
+		t.Fatal("three 3,200-token requests released into 8,192 tokens")
+	case <-time.After(50 * time.Millisecond):
+	}
+	leases.Range(func(_, l any) bool { l.(*Lease).Done(); return false })
+	<-done
+}
+
+func waitLen(t *testing.T, q *Admission, n int) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); q.Len() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("queue length %d, want %d", q.Len(), n)
+		}
 	}
 }
 
 func TestAdmissionPassesWhenRoom(t *testing.T) {
 	q := NewAdmission(1, time.Millisecond)
-	if err := q.Wait(context.Background(), time.Second, func() bool { return true }); err != nil {
+	if err := q.Wait(context.Background(), time.Second, func(Transit) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	if q.Len() != 0 {
@@ -49,7 +151,7 @@ func TestAdmissionPassesWhenRoom(t *testing.T) {
 func TestAdmissionFIFOAndRelease(t *testing.T) {
 	q := NewAdmission(100, time.Millisecond)
 	var room atomic.Bool
-	hasRoom := room.Load
+	hasRoom := func(Transit) bool { return room.Load() }
 	var order []int
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -87,7 +189,7 @@ func TestAdmissionFIFOAndRelease(t *testing.T) {
 
 func TestAdmissionFullTimeoutCancel(t *testing.T) {
 	q := NewAdmission(2, time.Millisecond)
-	never := func() bool { return false }
+	never := func(Transit) bool { return false }
 	errs := make(chan error, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { errs <- q.Wait(ctx, time.Minute, never) }()

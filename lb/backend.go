@@ -35,6 +35,10 @@ type Backend struct {
 	inflight       atomic.Int64 // leases not yet done
 	prefillPending atomic.Int64 // prompt tokens of leases without a first byte
 	lagTokens      atomic.Int64 // tokens sent minus finished since the last scrape
+	// committed is the KV the gateway's requests in flight will hold when
+	// they end (uncached prompt and expected output each): the growth a
+	// scrape of current usage cannot show, and what decides preemptions.
+	committed atomic.Int64
 	epoch          atomic.Uint64
 
 	// pool is the pool the backend belongs to, for ejection's fleet-wide cap;
@@ -134,6 +138,28 @@ func (w Work) tokens() int64 {
 // uncached is the prompt's prefill work on the picked backend.
 func (w Work) uncached() int64 { return max(w.PromptTokens-w.CachedTokens, 0) }
 
+// output is the output the request's KV must make room for: its expected
+// output, else its max_tokens, else reserve.
+func (w Work) output(reserve float64) float64 {
+	switch {
+	case w.ExpectedOutput > 0:
+		return float64(w.ExpectedOutput)
+	case w.MaxTokens > 0:
+		return float64(w.MaxTokens)
+	}
+	return reserve
+}
+
+// footprint is the KV the request adds on the picked backend by its end: the
+// prompt blocks it does not find cached and its output.
+func (w Work) footprint() int64 {
+	return w.uncached() + int64(w.output(DefaultDecodeReserve))
+}
+
+// DefaultDecodeReserve is the output a request of unknown length is expected
+// to need KV for.
+const DefaultDecodeReserve = 256
+
 // DefaultRequestTokens is the KV footprint assumed for a request nobody parsed.
 const DefaultRequestTokens = 512
 
@@ -153,6 +179,7 @@ func (b *Backend) Acquire(w Work) *Lease {
 	b.inflight.Add(1)
 	b.prefillPending.Add(w.uncached())
 	b.lagTokens.Add(w.tokens())
+	b.committed.Add(w.footprint())
 	return &Lease{b: b, work: w, epoch: b.epoch.Load()}
 }
 
@@ -178,6 +205,7 @@ func (l *Lease) Done() {
 		return
 	}
 	l.b.inflight.Add(-1)
+	l.b.committed.Add(-l.work.footprint())
 	l.releasePrefill()
 	// Tokens sent after the last scrape were added to the lag; finishing before
 	// the next scrape frees them again. Older ones the next scrape will show.

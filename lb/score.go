@@ -28,8 +28,8 @@ type Weights struct {
 	// at the fleet's median inter-token time; a negative value turns the
 	// decode term off.
 	DecodeUnit float64 `json:"decode_unit,omitempty"`
-	// DecodeReserve is the output tokens a request must find KV room for
-	// beside its prompt (at most its max_tokens) for the fit filter.
+	// DecodeReserve is the output tokens a request of unknown expected
+	// output and no max_tokens must find KV room for beside its prompt.
 	DecodeReserve float64 `json:"decode_reserve,omitempty"`
 	// SaturatedKV and SaturatedWaiting mark a backend to avoid unless all are.
 	SaturatedKV      float64 `json:"saturated_kv,omitempty"`
@@ -58,7 +58,7 @@ func DefaultWeights() Weights {
 		SpeedWeight:      1,
 		FailWeight:       1,
 		DecodeUnit:       64,
-		DecodeReserve:    256,
+		DecodeReserve:    DefaultDecodeReserve,
 		SaturatedKV:      0.95,
 		SaturatedWaiting: 16,
 		StaleAfter:       3 * time.Second,
@@ -111,21 +111,33 @@ type score struct {
 	queued    float64
 	saturated bool
 	// fits is false when the backend's free KV (what the cached prefix
-	// saves counted free) cannot hold the prompt and a decode reserve.
-	fits   bool
-	freeKV float64 // tokens; +Inf while unknown
+	// saves counted free) cannot hold the prompt and its expected output.
+	fits bool
+	// fitsEmpty is false when not even the backend's whole cache could.
+	fitsEmpty bool
+	freeKV    float64 // tokens; +Inf while unknown
 }
 
-// kvNeed is the KV room a request needs: its prompt and the decode reserve
-// (its max_tokens when smaller). vLLM admits a request whose prompt fits and
-// preempts others as decode grows; the simulated fleets that stand for KV-
-// tight production end a stream that finds no room with an error.
+// kvNeed is the KV room a request needs by its end: its prompt and its
+// expected output. vLLM admits a request whose prompt fits and preempts the
+// newest running ones when decode outgrows the cache; the simulated fleets
+// that stand for KV-tight production end a stream that finds no room with
+// an error.
 func kvNeed(work Work, w *Weights) float64 {
-	reserve := w.DecodeReserve
-	if work.MaxTokens > 0 {
-		reserve = min(reserve, float64(work.MaxTokens))
+	return float64(work.PromptTokens) + work.output(w.DecodeReserve)
+}
+
+// kvUsed is the KV a backend holds or will hold, as a share of capacity:
+// the scraped usage plus what the gateway sent since, or what the gateway's
+// requests in flight commit to at their end, whichever is more. The scrape
+// sees other gateways' requests; the commitments see the decode growth
+// still to come, which is what preempts.
+func (b *Backend) kvUsed(st *Stats) float64 {
+	used := b.estimatedKV(st)
+	if st.CapacityTokens > 0 {
+		used = max(used, float64(b.committed.Load())/float64(st.CapacityTokens))
 	}
-	return float64(work.PromptTokens) + reserve
+	return min(used, 1)
 }
 
 // load is the backend's in-flight work in request units.
@@ -281,15 +293,17 @@ func (b *Backend) scoreTerms(sn *snapshot, work Work, w *Weights, medians fleetM
 	scale := cost // the factors below multiply the whole; queued keeps load's share
 	kvF, preemptF, queueF, speedF := 1.0, 1.0, 1.0, 1.0
 	var saturated bool
-	fits, free := true, math.Inf(1)
+	fits, fitsEmpty, free := true, true, math.Inf(1)
 	if st := &sn.stats; !st.At.IsZero() && now.Sub(st.At) <= w.StaleAfter {
 		if st.HasKV {
 			kv := b.estimatedKV(st)
 			saturated = w.Saturated(kv, 0)
 			kvF = kvFactor(kv, w)
 			if st.CapacityTokens > 0 {
-				free = float64(st.CapacityTokens)*(1-kv) + float64(cached)
-				fits = free >= kvNeed(work, w)
+				need := kvNeed(work, w)
+				free = float64(st.CapacityTokens)*(1-b.kvUsed(st)) + float64(cached)
+				fits = free >= need
+				fitsEmpty = float64(st.CapacityTokens)+float64(cached) >= need
 			}
 		}
 		if st.HasRates {
@@ -306,5 +320,5 @@ func (b *Backend) scoreTerms(sn *snapshot, work Work, w *Weights, medians fleetM
 			KV: kvF, Preempt: preemptF, Queue: queueF, Speed: speedF, Fail: failF, Ramp: sn.ramp,
 			Saturated: saturated, Fits: fits}
 	}
-	return score{cost: cost, queued: cost * load / scale, saturated: saturated, fits: fits, freeKV: free}
+	return score{cost: cost, queued: cost * load / scale, saturated: saturated, fits: fits, fitsEmpty: fitsEmpty, freeKV: free}
 }
