@@ -39,7 +39,7 @@ type Backend struct {
 	// they end (uncached prompt and expected output each): the growth a
 	// scrape of current usage cannot show, and what decides preemptions.
 	committed atomic.Int64
-	epoch          atomic.Uint64
+	epoch     atomic.Uint64
 
 	// pool is the pool the backend belongs to, for ejection's fleet-wide cap;
 	// nil for a backend made outside a pool.
