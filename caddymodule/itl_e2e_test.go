@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,48 +10,6 @@ import (
 	"github.com/llmgate/llmgate/lb"
 	"github.com/llmgate/llmgate/sim"
 )
-
-// steadyLoad streams completions from clients goroutines until stopped.
-type steadyLoad struct {
-	tl   tally
-	stop chan struct{}
-	wg   sync.WaitGroup
-}
-
-func (f *simFleet) startLoad(clients, maxTokens int) *steadyLoad {
-	l := &steadyLoad{tl: tally{per: map[string]int{}}, stop: make(chan struct{})}
-	for range clients {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				r := f.stream(maxTokens)
-				l.tl.mu.Lock()
-				l.tl.per[r.backend]++
-				if !r.ok() {
-					l.tl.failed = append(l.tl.failed, r)
-				}
-				l.tl.mu.Unlock()
-				l.tl.total.Add(1)
-			}
-		}()
-	}
-	return l
-}
-
-// end stops the load and returns requests per backend, the failed ones and
-// the total.
-func (l *steadyLoad) end() (map[string]int, []result, int64) {
-	close(l.stop)
-	l.wg.Wait()
-	per, failed := l.tl.snapshot()
-	return per, failed, l.tl.total.Load()
-}
 
 // TestITLOutlierDrainsSlowBackend: one backend of four decodes 3x slower
 // from the start, so throughput_drop (which compares a backend with its own
@@ -76,7 +33,7 @@ func TestITLOutlierDrainsSlowBackend(t *testing.T) {
 			slow_start 1s
 		}`)
 	slow := f.sims[3]
-	load := f.startLoad(8, 24)
+	load, stop := f.load(t, 8, 24)
 	start := time.Now()
 	testutil.Eventually(t, "the slow backend drained by itl_outlier", func() (bool, string) {
 		b, ok := currentFleet().pool.Lookup(slow.Addr())
@@ -95,13 +52,15 @@ func TestITLOutlierDrainsSlowBackend(t *testing.T) {
 	healed := time.Now()
 	f.waitRotation(t, slow.Addr(), lb.Active)
 	t.Logf("back in rotation %v after it recovered", time.Since(healed).Round(10*time.Millisecond))
-	before, _ := load.tl.snapshot()
+	before, _ := load.snapshot()
 	testutil.Eventually(t, "the restored backend serves again", func() (bool, string) {
-		now, _ := load.tl.snapshot()
+		now, _ := load.snapshot()
 		b, _ := currentFleet().pool.Lookup(slow.Addr())
 		return now[slow.Addr()] > before[slow.Addr()], fmt.Sprintf("per backend %v; %+v itl %v", now, b.Rotation(time.Now()), b.ITL())
 	})
-	per, failed, total := load.end()
+	stop()
+	per, failed := load.snapshot()
+	total := load.total.Load()
 	if share, which := failedShare(failed, total); share > 0 {
 		t.Fatalf("%d of %d requests failed (%s); per backend %v", len(failed), total, which, per)
 	}

@@ -120,14 +120,15 @@ type tally struct {
 	total  atomic.Int64
 }
 
-// load runs clients until the returned stop is called (or the test ends).
+// load runs clients until the returned stop is called (or the test ends);
+// stop returns once the requests in flight have ended and are counted.
 func (f *simFleet) load(t *testing.T, clients, maxTokens int) (*tally, func()) {
 	tl := &tally{per: map[string]int{}}
 	stopCh := make(chan struct{})
 	var once sync.Once
-	stop := func() { once.Do(func() { close(stopCh) }) }
 	var wg sync.WaitGroup
-	t.Cleanup(func() { stop(); wg.Wait() })
+	stop := func() { once.Do(func() { close(stopCh) }); wg.Wait() }
+	t.Cleanup(stop)
 	for range clients {
 		wg.Add(1)
 		go func() {
@@ -138,18 +139,21 @@ func (f *simFleet) load(t *testing.T, clients, maxTokens int) (*tally, func()) {
 					return
 				default:
 				}
-				r := f.stream(maxTokens)
-				tl.mu.Lock()
-				tl.per[r.backend]++
-				if !r.ok() {
-					tl.failed = append(tl.failed, r)
-				}
-				tl.mu.Unlock()
-				tl.total.Add(1)
+				tl.add(f.stream(maxTokens))
 			}
 		}()
 	}
 	return tl, stop
+}
+
+func (tl *tally) add(r result) {
+	tl.mu.Lock()
+	tl.per[r.backend]++
+	if !r.ok() {
+		tl.failed = append(tl.failed, r)
+	}
+	tl.mu.Unlock()
+	tl.total.Add(1)
 }
 
 // loadFor runs clients for d and returns what they saw once all have
@@ -163,14 +167,7 @@ func (f *simFleet) loadFor(clients, maxTokens int, d time.Duration) (map[string]
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(end) {
-				r := f.stream(maxTokens)
-				tl.mu.Lock()
-				tl.per[r.backend]++
-				if !r.ok() {
-					tl.failed = append(tl.failed, r)
-				}
-				tl.mu.Unlock()
-				tl.total.Add(1)
+				tl.add(f.stream(maxTokens))
 			}
 		}()
 	}

@@ -115,6 +115,10 @@ type score struct {
 	fits bool
 	// fitsEmpty is false when not even the backend's whole cache could.
 	fitsEmpty bool
+	// promptFits is false when the KV free now (scraped usage and what was
+	// sent since, without the growth still to come) cannot hold the prompt:
+	// a backend then queues it or, in some servers, fails it at once.
+	promptFits bool
 	freeKV    float64 // tokens; +Inf while unknown
 }
 
@@ -293,7 +297,7 @@ func (b *Backend) scoreTerms(sn *snapshot, work Work, w *Weights, medians fleetM
 	scale := cost // the factors below multiply the whole; queued keeps load's share
 	kvF, preemptF, queueF, speedF := 1.0, 1.0, 1.0, 1.0
 	var saturated bool
-	fits, fitsEmpty, free := true, true, math.Inf(1)
+	fits, fitsEmpty, promptFits, free := true, true, true, math.Inf(1)
 	if st := &sn.stats; !st.At.IsZero() && now.Sub(st.At) <= w.StaleAfter {
 		if st.HasKV {
 			kv := b.estimatedKV(st)
@@ -304,6 +308,7 @@ func (b *Backend) scoreTerms(sn *snapshot, work Work, w *Weights, medians fleetM
 				free = float64(st.CapacityTokens)*(1-b.kvUsed(st)) + float64(cached)
 				fits = free >= need
 				fitsEmpty = float64(st.CapacityTokens)+float64(cached) >= need
+				promptFits = float64(st.CapacityTokens)*(1-kv)+float64(cached) >= float64(work.PromptTokens)
 			}
 		}
 		if st.HasRates {
@@ -320,5 +325,5 @@ func (b *Backend) scoreTerms(sn *snapshot, work Work, w *Weights, medians fleetM
 			KV: kvF, Preempt: preemptF, Queue: queueF, Speed: speedF, Fail: failF, Ramp: sn.ramp,
 			Saturated: saturated, Fits: fits}
 	}
-	return score{cost: cost, queued: cost * load / scale, saturated: saturated, fits: fits, fitsEmpty: fitsEmpty, freeKV: free}
+	return score{cost: cost, queued: cost * load / scale, saturated: saturated, fits: fits, fitsEmpty: fitsEmpty, promptFits: promptFits, freeKV: free}
 }
