@@ -187,7 +187,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	work := lb.Work{Model: req.Model, PromptTokens: int64(c.promptEstimate), MaxTokens: int64(req.MaxTokens), Prefix: req.PrefixHashes,
 		ExpectedOutput: h.fleet.outputs.expected(req, c.metricModel)}
-	caddyhttp.SetVar(r.Context(), workVar, work)
 	c.key = h.clientKey(r)
 	if h.limiter != nil {
 		ticket, ok := h.admit(w, c.key, int64(c.promptEstimate)+req.MaxOutputTokens(req.EstimatedLongestPrompt, maxModelLen))
@@ -198,12 +197,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// however the response ends.
 		c.ticket = ticket
 	}
-	if h.admission != nil && !h.queue(w, r, work) {
+	if h.admission != nil && !h.queue(w, r, &work) {
 		if c.ticket != nil {
 			c.ticket.Settle(0) // no GPU worked for it
 		}
 		return nil
 	}
+	caddyhttp.SetVar(r.Context(), workVar, work)
 	if a, ok := w.(traffic.APIWriter); ok {
 		w = a.ResponseWriter // the observing writer answers for the API
 	}

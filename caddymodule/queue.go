@@ -54,17 +54,22 @@ func (f *fleet) marks() *lb.Weights {
 }
 
 // hasRoom tests whether some backend that serves the request's model has
-// room for it.
-func (h *Handler) hasRoom(work lb.Work) func(lb.Transit) bool {
-	return func(transit lb.Transit) bool {
+// room for it, and leaves in work.Placed where the queue's dispatcher
+// placed it.
+func (h *Handler) hasRoom(work *lb.Work) func(*lb.Transit) bool {
+	return func(transit *lb.Transit) bool {
 		cands := lb.ForModel(h.fleet.pool.Backends(), work.Model)
-		return h.fleet.pool.HasRoom(cands, work, h.fleet.marks(), time.Now(), transit)
+		ok, at := h.fleet.pool.Place(cands, *work, h.fleet.marks(), time.Now(), transit)
+		if ok {
+			work.Placed = at
+		}
+		return ok
 	}
 }
 
 // queue holds the request while no backend has room for it; false means it was
 // refused (the answer is written) or the client left.
-func (h *Handler) queue(w http.ResponseWriter, r *http.Request, work lb.Work) bool {
+func (h *Handler) queue(w http.ResponseWriter, r *http.Request, work *lb.Work) bool {
 	start := time.Now()
 	admissionQueued.Inc()
 	err := h.admission.Wait(r.Context(), time.Duration(h.Queue.Timeout), h.hasRoom(work))

@@ -8,27 +8,47 @@ import (
 	"time"
 )
 
-// Transit is the KV, per backend, of requests the admission queue released
-// in its current tick: they are not leased yet, so the backends' own
-// commitments do not show them. Measured without it: releasing four a tick
-// on room each saw alone left a third of least_conn's preemptions on the
-// KV-tight benchmark; with it, none. nil counts nothing.
-type Transit map[*Backend]float64
+// Transit is what one tick of the admission queue has placed: the KV, per
+// backend, of requests released but not leased yet, which the backends' own
+// commitments do not show. Measured without it: releasing four a tick on
+// room each saw alone left a third of least_conn's preemptions on the
+// KV-tight benchmark; with it, none.
+type Transit struct {
+	kv map[*Backend]float64
+	// Hold asks Place, when it finds no room for the request, to keep the
+	// backend nearest to having room for it out of the rest of the tick, so
+	// that it drains until the request fits: without it a long prompt
+	// watches short ones take every block freed before it (once a tick,
+	// for the first request that asks).
+	Hold bool
+	held bool
+}
 
-// HasRoom reports whether some candidate that can take traffic (in rotation,
+// NewTransit returns an empty Transit for one tick.
+func NewTransit() *Transit { return &Transit{kv: map[*Backend]float64{}} }
+
+func (t *Transit) of(b *Backend) float64 {
+	if t == nil {
+		return 0
+	}
+	return t.kv[b]
+}
+
+// Place reports whether some candidate that can take traffic (in rotation,
 // not down) has room for work: not saturated, and its free KV, counting what
 // the gateway's requests in flight will still grow to and what is in
-// transit, holds work's prompt and expected output; work is then counted in
-// transit to the fitting one with the most room. A request no candidate
+// transit, holds work's prompt and expected output. With a Transit, work is
+// placed on the fitting one with the most room, counted there, and returned;
+// the balancer then sends it there (Work.Placed). A request no candidate
 // could hold even empty needs only one that is not saturated: waiting would
 // not make it fit. With none that can take traffic it reports true: there is
 // nothing to wait for, and the proxy should fail fast.
-func (p *Pool) HasRoom(cands []*Backend, work Work, w *Weights, now time.Time, transit Transit) bool {
+func (p *Pool) Place(cands []*Backend, work Work, w *Weights, now time.Time, t *Transit) (bool, *Backend) {
 	median := p.medians(now)
 	need := kvNeed(work, w)
 	up := false
-	var room *Backend
-	roomFree := 0.0
+	var room, nearest *Backend
+	roomFree, nearestFree := 0.0, 0.0
 	for _, b := range cands {
 		sn := b.snapshot(now)
 		if !sn.active || sn.down {
@@ -39,17 +59,29 @@ func (p *Pool) HasRoom(cands []*Backend, work Work, w *Weights, now time.Time, t
 		if s.saturated {
 			continue
 		}
-		if free := s.freeKV - transit[b]; free >= need && (room == nil || free > roomFree) {
+		if !s.fitsEmpty {
+			return true, nil
+		}
+		free := s.freeKV - t.of(b)
+		if free >= need && (room == nil || free > roomFree) {
 			room, roomFree = b, free
 		}
-		if !s.fitsEmpty {
-			return true
+		if !math.IsInf(t.of(b), 1) && (nearest == nil || free > nearestFree) {
+			nearest, nearestFree = b, free
 		}
 	}
-	if room != nil && transit != nil && !math.IsInf(roomFree, 1) {
-		transit[room] += float64(work.footprint())
+	switch {
+	case t == nil:
+		return room != nil || !up, nil
+	case room != nil:
+		if !math.IsInf(roomFree, 1) {
+			t.kv[room] += float64(work.footprint())
+		}
+		return true, room
+	case t.Hold && !t.held && nearest != nil:
+		t.kv[nearest], t.held = math.Inf(1), true
 	}
-	return room != nil || !up
+	return !up, nil
 }
 
 // Admission is a bounded FIFO of requests waiting for a saturated fleet to have
@@ -59,7 +91,9 @@ func (p *Pool) HasRoom(cands []*Backend, work Work, w *Weights, now time.Time, t
 // (their model may be served by only part of the fleet); a dispatcher releases
 // them in arrival order, those that find room, at most releasePerTick per tick;
 // a released request raises the load the next test sees only once the balancer
-// has leased it a backend, so the tests of one tick share a Transit.
+// has leased it a backend, so the tests of one tick share a Transit; the
+// first request of a tick that has waited fairAfter without room asks it to
+// hold a backend for it.
 type Admission struct {
 	max  int
 	tick time.Duration
@@ -70,7 +104,8 @@ type Admission struct {
 }
 
 type waiter struct {
-	hasRoom func(Transit) bool
+	since   time.Time
+	hasRoom func(*Transit) bool
 	ready   chan struct{}
 	done    bool // released or gone; guarded by Admission.mu
 }
@@ -97,7 +132,7 @@ func NewAdmission(max int, tick time.Duration) *Admission {
 // timeout passes (ErrQueueTimeout), or ctx ends (its error). A full queue
 // refuses at once (ErrQueueFull). hasRoom counts what it finds room for in
 // the Transit it is given (nil outside the dispatcher).
-func (a *Admission) Wait(ctx context.Context, timeout time.Duration, hasRoom func(Transit) bool) error {
+func (a *Admission) Wait(ctx context.Context, timeout time.Duration, hasRoom func(*Transit) bool) error {
 	a.mu.Lock()
 	if len(a.waiting) == 0 && hasRoom(nil) {
 		a.mu.Unlock()
@@ -107,7 +142,7 @@ func (a *Admission) Wait(ctx context.Context, timeout time.Duration, hasRoom fun
 		a.mu.Unlock()
 		return ErrQueueFull
 	}
-	w := &waiter{hasRoom: hasRoom, ready: make(chan struct{})}
+	w := &waiter{since: time.Now(), hasRoom: hasRoom, ready: make(chan struct{})}
 	a.waiting = append(a.waiting, w)
 	if !a.running {
 		a.running = true
@@ -159,6 +194,7 @@ func (a *Admission) remove(w *waiter) {
 const (
 	maxTested      = 64
 	releasePerTick = 16
+	fairAfter      = 250 * time.Millisecond
 )
 
 // dispatch runs while anyone waits, releasing the oldest waiters that find room.
@@ -173,9 +209,10 @@ func (a *Admission) dispatch() {
 			return
 		}
 		released := 0
-		transit := Transit{}
+		transit := NewTransit()
 		for i := 0; i < len(a.waiting) && i < maxTested && released < releasePerTick; {
 			w := a.waiting[i]
+			transit.Hold = time.Since(w.since) >= fairAfter
 			if !w.hasRoom(transit) {
 				i++
 				continue

@@ -9,29 +9,35 @@ import (
 	"time"
 )
 
+// room is Place outside the queue's dispatcher.
+func room(p *Pool, cands []*Backend, work Work, w *Weights, now time.Time) bool {
+	ok, _ := p.Place(cands, work, w, now, nil)
+	return ok
+}
+
 func TestHasRoom(t *testing.T) {
 	p := NewPool()
 	now := time.Now()
 	w := DefaultWeights()
 	a, b := p.Backend("a"), p.Backend("b")
 	cands := []*Backend{a, b}
-	if !p.HasRoom(cands, Work{}, &w, now, nil) {
+	if !room(p, cands, Work{}, &w, now) {
 		t.Fatal("fresh backends without stats have room")
 	}
 	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.97, CapacityTokens: 100000})
-	if !p.HasRoom(cands, Work{}, &w, now, nil) {
+	if !room(p, cands, Work{}, &w, now) {
 		t.Fatal("b still has room")
 	}
 	p.UpdateStats("b", Stats{At: now, HasKV: true, KVUsage: 0.2, Waiting: 40})
-	if p.HasRoom(cands, Work{}, &w, now, nil) {
+	if room(p, cands, Work{}, &w, now) {
 		t.Fatal("a is out of KV and b's queue is long: no room")
 	}
 	p.Drain("b", now)
-	if p.HasRoom(cands, Work{}, &w, now, nil) {
+	if room(p, cands, Work{}, &w, now) {
 		t.Fatal("the one backend in rotation is saturated")
 	}
 	p.Drain("a", now)
-	if !p.HasRoom(cands, Work{}, &w, now, nil) {
+	if !room(p, cands, Work{}, &w, now) {
 		t.Fatal("nothing in rotation: nothing to wait for")
 	}
 }
@@ -47,30 +53,30 @@ func TestHasRoomCountsCommitments(t *testing.T) {
 	cands := []*Backend{a}
 	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.2, CapacityTokens: 8192})
 	work := Work{PromptTokens: 3000, ExpectedOutput: 200}
-	if !p.HasRoom(cands, work, &w, now, nil) {
+	if !room(p, cands, work, &w, now) {
 		t.Fatal("6.5k free holds 3.2k")
 	}
 	lease := a.Acquire(Work{PromptTokens: 4000, ExpectedOutput: 2000})
 	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.5, CapacityTokens: 8192}) // its prompt is in
-	if p.HasRoom(cands, work, &w, now, nil) {
+	if room(p, cands, work, &w, now) {
 		t.Fatal("6,000 tokens committed of 8,192: 3,200 more do not fit")
 	}
-	if !p.HasRoom(cands, Work{PromptTokens: 1500, ExpectedOutput: 100}, &w, now, nil) {
+	if !room(p, cands, Work{PromptTokens: 1500, ExpectedOutput: 100}, &w, now) {
 		t.Fatal("1,600 fit beside the 6,000 committed")
 	}
-	if !p.HasRoom(cands, Work{PromptTokens: 9000, ExpectedOutput: 100}, &w, now, nil) {
+	if !room(p, cands, Work{PromptTokens: 9000, ExpectedOutput: 100}, &w, now) {
 		t.Fatal("a request no cache can hold must not wait for one")
 	}
 	lease.Done()
-	if !p.HasRoom(cands, work, &w, now, nil) {
+	if !room(p, cands, work, &w, now) {
 		t.Fatal("the commitment ends with its request")
 	}
 }
 
-// TestHasRoomInTransit: requests released in one tick are not leased yet;
-// each counts in transit against the backend it found room on, so the next
+// TestPlaceInTransit: requests released in one tick are not leased yet;
+// each counts in transit against the backend it was placed on, so the next
 // test of the tick does not find the same room again.
-func TestHasRoomInTransit(t *testing.T) {
+func TestPlaceInTransit(t *testing.T) {
 	p := NewPool()
 	now := time.Now()
 	w := DefaultWeights()
@@ -79,22 +85,58 @@ func TestHasRoomInTransit(t *testing.T) {
 	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.4, CapacityTokens: 8192}) // 4.9k free
 	p.UpdateStats("b", Stats{At: now, HasKV: true, KVUsage: 0.6, CapacityTokens: 8192}) // 3.3k free
 	work := Work{PromptTokens: 2800, ExpectedOutput: 200}
-	transit := Transit{}
-	for i, want := range []bool{true, true, false} {
-		if got := p.HasRoom(cands, work, &w, now, transit); got != want {
-			t.Fatalf("test %d in one tick: room %v, want %v (transit %v)", i+1, got, want, transit)
+	tr := NewTransit()
+	for i, want := range []*Backend{a, b, nil} {
+		if ok, at := p.Place(cands, work, &w, now, tr); ok != (want != nil) || at != want {
+			t.Fatalf("placement %d in one tick: %v on %v, want %v (transit %v)", i+1, ok, at, want, tr.kv)
 		}
 	}
-	if transit[a] != 3000 || transit[b] != 3000 {
-		t.Fatalf("each fitting backend took one: %v", transit)
+	if tr.kv[a] != 3000 || tr.kv[b] != 3000 {
+		t.Fatalf("each fitting backend took one: %v", tr.kv)
 	}
-	if !p.HasRoom(cands, work, &w, now, Transit{}) {
+	if ok, _ := p.Place(cands, work, &w, now, NewTransit()); !ok {
 		t.Fatal("a new tick starts from the backends' own commitments")
+	}
+	// The balancer sends a placed request where it was counted, even
+	// when another backend looks cheaper.
+	for range 5 {
+		a.Acquire(Work{PromptTokens: 1, ExpectedOutput: 1})
+	}
+	work.Placed = a
+	if got := pick(p, cands, work, now); got != a {
+		t.Fatalf("placed on a, picked %s", got.Addr)
+	}
+}
+
+// TestPlaceHoldsForLongWaiter: a request that has waited long without room
+// holds the backend nearest to room for it; later requests of the tick go
+// elsewhere, or wait, rather than take what is freed there.
+func TestPlaceHoldsForLongWaiter(t *testing.T) {
+	p := NewPool()
+	now := time.Now()
+	w := DefaultWeights()
+	a, b := p.Backend("a"), p.Backend("b")
+	cands := []*Backend{a, b}
+	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.5, CapacityTokens: 8192}) // 4.1k free
+	p.UpdateStats("b", Stats{At: now, HasKV: true, KVUsage: 0.8, CapacityTokens: 8192}) // 1.6k free
+	long := Work{PromptTokens: 6000, ExpectedOutput: 200}
+	short := Work{PromptTokens: 1000, ExpectedOutput: 100}
+	tr := NewTransit()
+	tr.Hold = true
+	if ok, _ := p.Place(cands, long, &w, now, tr); ok {
+		t.Fatal("6.2k does not fit anywhere")
+	}
+	tr.Hold = false
+	if ok, at := p.Place(cands, short, &w, now, tr); !ok || at != b {
+		t.Fatalf("a short request went to %v (ok %v), want b: a is held for the long one", at, ok)
+	}
+	if ok, _ := p.Place(cands, short, &w, now, tr); ok {
+		t.Fatal("b is full, a is held: the next short one waits")
 	}
 }
 
 // TestAdmissionReleasesWhatFits: three waiting requests of which the fleet
-// has room for one are released one at a time as room appears.
+// has room for two are released as room appears, the third once a lease ends.
 func TestAdmissionReleasesWhatFits(t *testing.T) {
 	p := NewPool()
 	w := DefaultWeights()
@@ -107,8 +149,9 @@ func TestAdmissionReleasesWhatFits(t *testing.T) {
 	done := make(chan struct{}, 3)
 	for i := range 3 {
 		go func() {
-			if err := q.Wait(context.Background(), time.Minute, func(tr Transit) bool {
-				return p.HasRoom(cands, work, &w, time.Now(), tr)
+			if err := q.Wait(context.Background(), time.Minute, func(tr *Transit) bool {
+				ok, _ := p.Place(cands, work, &w, time.Now(), tr)
+				return ok
 			}); err != nil {
 				t.Error(err)
 			}
@@ -140,7 +183,7 @@ func waitLen(t *testing.T, q *Admission, n int) {
 
 func TestAdmissionPassesWhenRoom(t *testing.T) {
 	q := NewAdmission(1, time.Millisecond)
-	if err := q.Wait(context.Background(), time.Second, func(Transit) bool { return true }); err != nil {
+	if err := q.Wait(context.Background(), time.Second, func(*Transit) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	if q.Len() != 0 {
@@ -151,7 +194,7 @@ func TestAdmissionPassesWhenRoom(t *testing.T) {
 func TestAdmissionFIFOAndRelease(t *testing.T) {
 	q := NewAdmission(100, time.Millisecond)
 	var room atomic.Bool
-	hasRoom := func(Transit) bool { return room.Load() }
+	hasRoom := func(*Transit) bool { return room.Load() }
 	var order []int
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -189,7 +232,7 @@ func TestAdmissionFIFOAndRelease(t *testing.T) {
 
 func TestAdmissionFullTimeoutCancel(t *testing.T) {
 	q := NewAdmission(2, time.Millisecond)
-	never := func(Transit) bool { return false }
+	never := func(*Transit) bool { return false }
 	errs := make(chan error, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { errs <- q.Wait(ctx, time.Minute, never) }()

@@ -124,6 +124,10 @@ type Work struct {
 	// generate (its max_tokens, or the model's recent typical length); 0 =
 	// unknown.
 	ExpectedOutput int64
+	// Placed is the backend the admission queue found room on and counted
+	// the request against (Pool.Place); Pick sends it there while it can
+	// take traffic.
+	Placed *Backend
 }
 
 // tokens is the KV footprint charged for lag compensation: the rule of

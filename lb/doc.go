@@ -102,19 +102,27 @@
 // count as free.
 //
 // With the llm handler's admission queue configured, a request that fits
-// nowhere waits at the gateway (Pool.HasRoom) until a backend has room for
+// nowhere waits at the gateway (Pool.Place) until a backend has room for
 // it, instead of being sent where it preempts others. The queue releases in
-// arrival order, those that find room, and the releases of one tick count
-// in a Transit against the backend each found room on, since they are not
-// leased yet. Measured with bench-routing kv-tight (4 sims x 512 blocks,
-// 10 req/s, prompts median 800 up to 6,000, 30 s): least_conn 60
-// preemptions, llm 47, llm with the queue 4, TTFT p99 5.12 s, 3.94 s and
-// 5.26 s. Without the Transit (four releases a tick, each testing the
-// same room) the queue left 31; holding every later request of the model
-// behind one long prompt waiting for room (fair, like vLLM's own queue)
-// took TTFT p50 from 0.2 s to 1.4 s and was dropped: a long prompt may
-// wait while shorter ones take the room freed before it, up to the queue's
-// timeout.
+// arrival order those that find room, places each on the fitting backend
+// with the most room, and Pick sends it there (Work.Placed); the releases
+// of one tick count in a Transit against their backends, since they are
+// not leased yet. A request that has waited 250 ms without room holds the
+// backend nearest to room for it out of later placements (one per tick),
+// so that the blocks freed there reach it, the way vLLM's own FIFO waits
+// for its head.
+//
+// Measured with bench-routing kv-tight (4 sims x 512 blocks, 10 req/s,
+// prompts median 800 up to 6,000: the held-out fleet of issue 14, at about
+// its KV capacity), llm+queue against least_conn: 30 s, preemptions 0 vs
+// 64, TTFT p50 367 vs 344 ms, p99 5.01 vs 4.86 s; 60 s (the backlog grows),
+// 0 vs 184, p99 9.46 vs 8.20 s (+15 %) but p90 +78 % and 3.6 % less
+// throughput, the price of a backend drained for a long prompt. Without
+// the hold, 60 s: p50 −72 % but p99 +74 % (long prompts starved). Without
+// the Transit (four releases a tick, each testing the same room): a third
+// of least_conn's preemptions remained. llm without the queue preempts
+// about as often as least_conn (59 vs 64): the fit classes choose where a
+// request goes, not whether the fleet has room for it now.
 
 // # Prefix affinity
 //

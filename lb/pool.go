@@ -165,7 +165,8 @@ type cachedMedian struct {
 const P2CThreshold = 64
 
 // Pick returns the index of the candidate with the lowest cost for work, or -1
-// when none can take traffic. Backends out of rotation (draining, drained) never
+// when none can take traffic. A request the admission queue placed (see
+// Place) goes where it was counted while that backend can take traffic. Backends out of rotation (draining, drained) never
 // get new requests. The others fall in classes, and the first class that has a
 // candidate wins: free, saturated, tight (room for the prompt now but not for
 // what the requests in flight will grow to), too full to hold the prompt (the
@@ -174,6 +175,11 @@ const P2CThreshold = 64
 // prefix goes to the rendezvous choice among those within Margin of the
 // cheapest (see choose); others to the cheapest, ties broken at random.
 func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int {
+	if i := slices.Index(cands, work.Placed); work.Placed != nil && i >= 0 {
+		if sn := work.Placed.snapshot(now); sn.active && !sn.down && sn.failed < failingFraction {
+			return i
+		}
+	}
 	median := p.medians(now)
 	pc := w.Prefix
 	if pc.Disabled {
