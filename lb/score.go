@@ -119,7 +119,7 @@ type score struct {
 	// sent since, without the growth still to come) cannot hold the prompt:
 	// a backend then queues it or, in some servers, fails it at once.
 	promptFits bool
-	freeKV    float64 // tokens; +Inf while unknown
+	freeKV     float64 // tokens; +Inf while unknown
 }
 
 // kvNeed is the KV room a request needs by its end: its prompt and its
