@@ -277,7 +277,7 @@ type Result struct {
 	// 5 %: the backend's decode pace without the steps it spent on other
 	// requests' prefill; 0 with fewer than two events.
 	MedianGap time.Duration
-	Stalls                        int
+	Stalls    int
 	// PromptTokens is the backend's usage.prompt_tokens, -1 when it reported
 	// none. OutputTokens is usage.completion_tokens, else content events
 	// counted (UsageReported tells which).
