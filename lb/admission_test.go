@@ -73,17 +73,21 @@ func TestHasRoomCountsCommitments(t *testing.T) {
 	}
 }
 
+// twoCaches is a pool of two 8,192-token backends at the given KV usage.
+func twoCaches(kvA, kvB float64) (p *Pool, a, b *Backend, now time.Time, w Weights) {
+	p, now, w = NewPool(), time.Now(), DefaultWeights()
+	a, b = p.Backend("a"), p.Backend("b")
+	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: kvA, CapacityTokens: 8192})
+	p.UpdateStats("b", Stats{At: now, HasKV: true, KVUsage: kvB, CapacityTokens: 8192})
+	return p, a, b, now, w
+}
+
 // TestPlaceInTransit: requests released in one tick are not leased yet;
 // each counts in transit against the backend it was placed on, so the next
 // test of the tick does not find the same room again.
 func TestPlaceInTransit(t *testing.T) {
-	p := NewPool()
-	now := time.Now()
-	w := DefaultWeights()
-	a, b := p.Backend("a"), p.Backend("b")
+	p, a, b, now, w := twoCaches(0.4, 0.6) // 4.9k and 3.3k free
 	cands := []*Backend{a, b}
-	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.4, CapacityTokens: 8192}) // 4.9k free
-	p.UpdateStats("b", Stats{At: now, HasKV: true, KVUsage: 0.6, CapacityTokens: 8192}) // 3.3k free
 	work := Work{PromptTokens: 2800, ExpectedOutput: 200}
 	tr := NewTransit()
 	for i, want := range []*Backend{a, b, nil} {
@@ -112,13 +116,8 @@ func TestPlaceInTransit(t *testing.T) {
 // holds the backend nearest to room for it; later requests of the tick go
 // elsewhere, or wait, rather than take what is freed there.
 func TestPlaceHoldsForLongWaiter(t *testing.T) {
-	p := NewPool()
-	now := time.Now()
-	w := DefaultWeights()
-	a, b := p.Backend("a"), p.Backend("b")
+	p, a, b, now, w := twoCaches(0.5, 0.8) // 4.1k and 1.6k free
 	cands := []*Backend{a, b}
-	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.5, CapacityTokens: 8192}) // 4.1k free
-	p.UpdateStats("b", Stats{At: now, HasKV: true, KVUsage: 0.8, CapacityTokens: 8192}) // 1.6k free
 	long := Work{PromptTokens: 6000, ExpectedOutput: 200}
 	short := Work{PromptTokens: 1000, ExpectedOutput: 100}
 	tr := NewTransit()
