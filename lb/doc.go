@@ -212,7 +212,15 @@
 // backend degraded for DrainAfter goes draining (no new requests; in-flight streams
 // finish), then drained when its last lease ends; it returns only after its
 // verdict has been healthy for RestoreAfter, and then ramps its share back over
-// SlowStart. No more than MaxFraction of the fleet is drained automatically; when
-// that cap binds, the backends with the fewest reasons stay in. Manual drain and
-// undrain outrank all of it.
+// SlowStart. A backend drained again within five restore windows of its return
+// relapsed, and each relapse in a row doubles the healthy time its next return
+// needs (up to 32x): a rule judged on the gateway's own streams stops seeing a
+// drained backend and clears with its window, so a backend slow for good would
+// otherwise return every few minutes with its share of slow streams; this way
+// it keeps being probed, ever more rarely, and returns for good once it is
+// fixed. A drained backend also forgets its learned speed and inter-token
+// time, which nothing refreshes while it serves nothing. No more than
+// MaxFraction of the fleet is drained automatically; when that cap binds, the
+// backends with the fewest reasons stay in. Manual drain and undrain outrank
+// all of it.
 package lb

@@ -64,6 +64,24 @@ func (c DrainConfig) WithDefaults() DrainConfig {
 // minRamp is a returning backend's share at the start of slow start.
 const minRamp = 0.05
 
+// A backend drained again within relapseWithin × RestoreAfter of its
+// automatic return relapsed: its next return waits twice as long, up to
+// 2^maxRelapseDoublings × RestoreAfter (32 min at the default 60 s). A rule
+// judged on the gateway's own streams (itl_outlier, ttft_outlier) sees a
+// drained backend no more, so its verdict clears with the rule's window
+// whatever the backend's state: without the backoff a backend slow for
+// good would return every few minutes, take its share of slow streams,
+// and be drained again.
+const (
+	relapseWithin       = 5
+	maxRelapseDoublings = 5
+)
+
+// restoreAfter is how long r must be healthy to return.
+func (r *rotation) restoreAfter(cfg DrainConfig) time.Duration {
+	return cfg.RestoreAfter << min(r.relapses, maxRelapseDoublings)
+}
+
 // Health is a backend's health verdict as the drain controller needs it.
 type Health struct {
 	Degraded bool
@@ -89,6 +107,11 @@ type rotation struct {
 	// overridden is set by a manual undrain of a degraded backend: automatic
 	// drain waits until the backend has been healthy once.
 	overridden bool
+	// relapses counts automatic drains in a row that came within
+	// relapseWithin restore windows of the backend's last return; each
+	// doubles the healthy time its next return needs.
+	relapses   int
+	restoredAt time.Time
 
 	eject ejection
 }
@@ -119,6 +142,9 @@ type Rotation struct {
 	EjectedUntil time.Time `json:"ejected_until,omitzero"`
 	// Ejections counts the backend's ejections in a row (each one longer).
 	Ejections int `json:"ejections,omitempty"`
+	// Relapses counts automatic drains in a row soon after a return; each
+	// doubles the healthy time the next return needs.
+	Relapses int `json:"relapses,omitempty"`
 	// EjectCapped is set while the backend's failures call for an ejection
 	// that MaxFraction does not allow.
 	EjectCapped bool `json:"eject_capped,omitempty"`
@@ -138,7 +164,7 @@ func (b *Backend) Rotation(now time.Time) Rotation {
 	defer b.mu.RUnlock()
 	r := b.state
 	out := Rotation{State: r.State, Manual: r.Manual, Reasons: slices.Clone(r.Reasons), Since: r.Since,
-		Capped: r.Capped, Weight: r.rampAt(now), Ejections: r.eject.count, EjectCapped: r.eject.capped,
+		Capped: r.Capped, Weight: r.rampAt(now), Ejections: r.eject.count, EjectCapped: r.eject.capped, Relapses: r.relapses,
 		FailureRatio: math.Round(ratio*1000) / 1000, FailuresInARow: inARow}
 	if r.State == Active && r.eject.in(now) {
 		out.State, out.Reasons, out.Since, out.EjectedUntil = Ejected, []string{r.eject.reason}, r.eject.since, r.eject.until
@@ -275,9 +301,10 @@ func (p *Pool) Reconcile(now time.Time) []Transition {
 		if r.State == Draining && b.inflight.Load() == 0 {
 			b.setState(Drained, now)
 		}
-		if !r.Manual && r.State != Active && !r.healthySince.IsZero() && now.Sub(r.healthySince) >= cfg.RestoreAfter {
+		if !r.Manual && r.State != Active && !r.healthySince.IsZero() && now.Sub(r.healthySince) >= r.restoreAfter(cfg) {
 			b.setState(Active, now)
 			r.rampStart, r.slowStart = now, cfg.SlowStart
+			r.restoredAt = now
 		}
 		if r.State != from {
 			changes = append(changes, Transition{Addr: b.Addr, From: from, To: r.State, Manual: r.Manual, Reasons: slices.Clone(r.Reasons)})
@@ -323,6 +350,11 @@ func (p *Pool) Reconcile(now time.Time) []Transition {
 		r.Capped = false
 		r.Reasons = slices.Clone(r.health.Reasons)
 		r.rampStart = time.Time{}
+		if !r.restoredAt.IsZero() && now.Sub(r.restoredAt) < relapseWithin*cfg.RestoreAfter {
+			r.relapses++
+		} else {
+			r.relapses = 0
+		}
 		to := Draining
 		if b.inflight.Load() == 0 {
 			to = Drained

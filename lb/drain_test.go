@@ -138,3 +138,40 @@ func TestManualOutranksAutomatic(t *testing.T) {
 		t.Fatalf("automatic drain overrode a manual undrain: %+v", tr)
 	}
 }
+
+// TestRelapseDoublesRestore: a backend drained again soon after it returned
+// needs twice the healthy time to return again; one that stayed in rotation
+// long enough starts over.
+func TestRelapseDoublesRestore(t *testing.T) {
+	p, bs := drainPool(4)
+	sick := map[string]Health{bs[0].Addr: degraded}
+	healthy := map[string]Health{}
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	wantTo := func(tr []Transition, to State, when string) {
+		t.Helper()
+		if len(tr) != 1 || tr[0].To != to {
+			t.Fatalf("%s: want one transition to %s, got %+v", when, to, tr)
+		}
+	}
+	observe(p, sick, at(0), 9*time.Second)
+	wantTo(observe(p, sick, at(10), 0), Drained, "first drain")
+	observe(p, healthy, at(11), 59*time.Second)
+	wantTo(observe(p, healthy, at(71), 0), Active, "first return after 60 s")
+
+	observe(p, sick, at(72), 9*time.Second)
+	wantTo(observe(p, sick, at(82), 0), Drained, "relapse 11 s after the return")
+	if tr := observe(p, healthy, at(83), 119*time.Second); len(tr) != 0 {
+		t.Fatalf("returned before twice the restore window: %+v", tr)
+	}
+	wantTo(observe(p, healthy, at(203), 0), Active, "return after 120 s")
+	if r := bs[0].Rotation(at(203)); r.Relapses != 1 {
+		t.Fatalf("relapses %d, want 1", r.Relapses)
+	}
+
+	// In rotation past 5 restore windows: the next drain is not a relapse.
+	observe(p, healthy, at(204), 300*time.Second)
+	observe(p, sick, at(505), 9*time.Second)
+	wantTo(observe(p, sick, at(515), 0), Drained, "a drain long after the return")
+	observe(p, healthy, at(516), 59*time.Second)
+	wantTo(observe(p, healthy, at(576), 0), Active, "return after 60 s again")
+}
