@@ -383,16 +383,19 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 			h.fleet.outputs.observe(model, output, c.req.MaxTokens)
 		}
 		if gap := meanGap(res); gap > 0 && backend != "" {
-			// The balancer prices the whole answer: every step counts,
-			// those spent on other requests' prefill too.
 			if b, found := h.fleet.pool.Lookup(backend); found {
 				b.ObserveITL(gap)
 			}
-			// The itl_outlier rule judges the GPU's own pace: a backend
-			// busy with long prompts is not degraded (measured on one sim:
-			// prompts of 2,000 tokens against 200 took the mean gap from
-			// 11.6 to 49.5 ms, the median from 10.5 to 12.7 ms).
-			h.fleet.itl.Observe(backend, res.MedianGap, 0, now)
+			// The mean, not the median: a gateway short of CPU reads
+			// several events at once, and the zero gaps that leaves pull
+			// a median toward nothing (tried: TestDemoStory, under a full
+			// race run, missed its slow backend), while the mean is the
+			// stream's time over its tokens however they were read. The
+			// mean also counts steps the backend spent on other prompts'
+			// prefill (measured on one sim: 2,000- against 200-token
+			// prompts, 49.5 vs 11.6 ms); lb_policy llm keeps such a
+			// backend nearly idle, so the rule rarely sees its streams.
+			h.fleet.itl.Observe(backend, gap, 0, now)
 		}
 		if res.Stream && backend != "" {
 			h.fleet.ttft.Observe(backend, res.TTFT, prompt, now)

@@ -41,7 +41,6 @@ type Observer struct {
 	first, last    time.Time
 	events         int
 	maxGap         time.Duration
-	gaps           gapCounts
 	stalls         int
 	prompt, output int // from usage; -1 until seen
 	cached         int // usage.prompt_tokens_details.cached_tokens; -1 until seen
@@ -226,7 +225,6 @@ func (o *Observer) content(now time.Time) {
 		if gap > o.maxGap {
 			o.maxGap = gap
 		}
-		o.gaps.add(gap)
 		if gap >= o.stallAfter() {
 			o.stalls++
 		}
@@ -273,11 +271,7 @@ type Result struct {
 	TimeToHeaders, TTFT, Duration time.Duration
 	ContentEvents                 int
 	MaxGap                        time.Duration
-	// MedianGap is the median time between content events, within about
-	// 5 %: the backend's decode pace without the steps it spent on other
-	// requests' prefill; 0 with fewer than two events.
-	MedianGap time.Duration
-	Stalls    int
+	Stalls                        int
 	// PromptTokens is the backend's usage.prompt_tokens, -1 when it reported
 	// none. OutputTokens is usage.completion_tokens, else content events
 	// counted (UsageReported tells which).
@@ -319,7 +313,7 @@ func (o *Observer) Finish(now time.Time) Result {
 	r := Result{
 		Status: o.status, Stream: o.sse,
 		Duration:      now.Sub(o.start),
-		ContentEvents: o.events, MaxGap: o.maxGap, MedianGap: o.gaps.median(o.events - 1), Stalls: o.stalls,
+		ContentEvents: o.events, MaxGap: o.maxGap, Stalls: o.stalls,
 		PromptTokens: o.prompt, OutputTokens: o.output, UsageReported: o.output >= 0, CachedTokens: o.cached,
 		FinishReason: o.finish, ResponseID: o.responseID, StreamError: o.errMsg, ErrorEvent: o.errEvent,
 		Complete: o.done, Bytes: o.bytes,

@@ -74,10 +74,7 @@ func TestDemoStory(t *testing.T) {
 	o.Rate, o.MaxTokens = 4, 48
 	o.FaultAt, o.FaultFor = 3*time.Second, 5*time.Second
 	o.ScrapeInterval, o.SourceInterval, o.PollEvery = 250*time.Millisecond, 250*time.Millisecond, 100*time.Millisecond
-	// The balancer sends the slow backend few streams (under a loaded
-	// machine's race detector once none for long enough that a 20 s window
-	// never held the rule's 3): the demo's own 60 s window keeps every one.
-	o.ITLFor = 3 * time.Second
+	o.ITLFor, o.ITLWindow = 3*time.Second, 20*time.Second
 	o.DrainAfter, o.RestoreAfter, o.SlowStart = time.Second, 2*time.Second, 2*time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errs syncBuffer
