@@ -38,8 +38,9 @@ func (t *Transit) of(b *Backend) float64 {
 // not down) has room for work: not saturated, and its free KV, counting what
 // the gateway's requests in flight will still grow to and what is in
 // transit, holds work's prompt and expected output. With a Transit, work is
-// placed on the fitting one with the most room, counted there, and returned;
-// the balancer then sends it there (Work.Placed). A request no candidate
+// placed on the cheapest that fits (by the balancer's cost, prefix credit
+// included), counted there, and returned; the balancer then sends it there
+// (Work.Placed). A request no candidate
 // could hold even empty needs only one that is not saturated: waiting would
 // not make it fit. With none that can take traffic it reports true: there is
 // nothing to wait for, and the proxy should fail fast.
@@ -48,7 +49,7 @@ func (p *Pool) Place(cands []*Backend, work Work, w *Weights, now time.Time, t *
 	need := kvNeed(work, w)
 	up := false
 	var room, nearest *Backend
-	roomFree, nearestFree := 0.0, 0.0
+	roomFree, roomCost, nearestFree := 0.0, 0.0, 0.0
 	for _, b := range cands {
 		sn := b.snapshot(now)
 		if !sn.active || sn.down {
@@ -63,8 +64,8 @@ func (p *Pool) Place(cands []*Backend, work Work, w *Weights, now time.Time, t *
 			return true, nil
 		}
 		free := s.freeKV - t.of(b)
-		if free >= need && (room == nil || free > roomFree) {
-			room, roomFree = b, free
+		if free >= need && (room == nil || s.cost < roomCost) {
+			room, roomFree, roomCost = b, free, s.cost
 		}
 		if !math.IsInf(t.of(b), 1) && (nearest == nil || free > nearestFree) {
 			nearest, nearestFree = b, free

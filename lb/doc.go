@@ -104,8 +104,9 @@
 // With the llm handler's admission queue configured, a request that fits
 // nowhere waits at the gateway (Pool.Place) until a backend has room for
 // it, instead of being sent where it preempts others. The queue releases in
-// arrival order those that find room, places each on the fitting backend
-// with the most room, and Pick sends it there (Work.Placed); the releases
+// arrival order those that find room, places each on the cheapest backend
+// that fits (prefix credit included), and Pick sends it there
+// (Work.Placed); the releases
 // of one tick count in a Transit against their backends, since they are
 // not leased yet. A request that has waited 250 ms without room holds the
 // backend nearest to room for it out of later placements (one per tick),
