@@ -175,9 +175,11 @@ const P2CThreshold = 64
 // prefix goes to the rendezvous choice among those within Margin of the
 // cheapest (see choose); others to the cheapest, ties broken at random.
 func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int {
-	if i := slices.Index(cands, work.Placed); work.Placed != nil && i >= 0 {
-		if sn := work.Placed.snapshot(now); sn.active && !sn.down && sn.failed < failingFraction {
-			return i
+	if work.Placed != nil {
+		if i := slices.Index(cands, work.Placed); i >= 0 {
+			if sn := work.Placed.snapshot(now); sn.active && !sn.down && sn.failed < failingFraction {
+				return i
+			}
 		}
 	}
 	median := p.medians(now)

@@ -131,17 +131,13 @@ func kvNeed(work Work, w *Weights) float64 {
 	return float64(work.PromptTokens) + work.output(w.DecodeReserve)
 }
 
-// kvUsed is the KV a backend holds or will hold, as a share of capacity:
-// the scraped usage plus what the gateway sent since, or what the gateway's
-// requests in flight commit to at their end, whichever is more. The scrape
-// sees other gateways' requests; the commitments see the decode growth
-// still to come, which is what preempts.
-func (b *Backend) kvUsed(st *Stats) float64 {
-	used := b.estimatedKV(st)
-	if st.CapacityTokens > 0 {
-		used = max(used, float64(b.committed.Load())/float64(st.CapacityTokens))
-	}
-	return min(used, 1)
+// committedShare is what the gateway's requests in flight on b commit to at
+// their end, as a share of capacity: the growth a scrape of current usage
+// cannot show, and what decides preemptions. The fit takes the larger of it
+// and the scraped usage plus what was sent since (which also sees other
+// gateways' requests).
+func (b *Backend) committedShare(st *Stats) float64 {
+	return float64(b.committed.Load()) / float64(st.CapacityTokens)
 }
 
 // load is the backend's in-flight work in request units.
@@ -305,7 +301,8 @@ func (b *Backend) scoreTerms(sn *snapshot, work Work, w *Weights, medians fleetM
 			kvF = kvFactor(kv, w)
 			if st.CapacityTokens > 0 {
 				need := kvNeed(work, w)
-				free = float64(st.CapacityTokens)*(1-b.kvUsed(st)) + float64(cached)
+				used := min(max(kv, b.committedShare(st)), 1)
+				free = float64(st.CapacityTokens)*(1-used) + float64(cached)
 				fits = free >= need
 				fitsEmpty = float64(st.CapacityTokens)+float64(cached) >= need
 				promptFits = float64(st.CapacityTokens)*(1-kv)+float64(cached) >= float64(work.PromptTokens)
