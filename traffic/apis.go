@@ -102,17 +102,14 @@ func (p *parser) apiRequest(r *Request) (text, *RequestError) {
 func (p *parser) responsesInput() bool {
 	p.input = text{}
 	t := &p.input
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	k, done, ok := p.nullOr("input", "one of a string or array of objects", kindString, kindArray)
+	if done {
 		return ok
-	case kindString:
+	}
+	if k == kindString {
 		_, _, n, _, ok := p.s.str()
 		*t = text{items: 1, chars: n, present: true}
 		return ok
-	case kindArray:
-	default:
-		return p.wrongType("input", "one of a string or array of objects")
 	}
 	t.present = true
 	return p.s.array(func(i int) bool {
@@ -175,17 +172,14 @@ func (p *parser) responsesInput() bool {
 // part objects: input_text and output_text count their text, input_image
 // is an image and input_audio an audio part.
 func (p *parser) responseParts(param string, t *text) bool {
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	k, done, ok := p.nullOr(param, "one of a string or array of objects", kindString, kindArray)
+	if done {
 		return ok
-	case kindString:
+	}
+	if k == kindString {
 		_, _, n, _, ok := p.s.str()
 		t.chars += n
 		return ok
-	case kindArray:
-	default:
-		return p.wrongType(param, "one of a string or array of objects")
 	}
 	return p.s.array(func(j int) bool {
 		if p.s.peek() != kindObject {
@@ -227,47 +221,36 @@ func (p *parser) responseParts(param string, t *text) bool {
 // message, a string or null.
 func (p *parser) instructionsText() bool {
 	p.instructions = text{}
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
-		return ok
-	case kindString:
-		_, _, n, _, ok := p.s.str()
-		p.instructions = text{items: 1, chars: n, present: true}
+	if _, done, ok := p.nullOr("instructions", "a string", kindString); done {
 		return ok
 	}
-	return p.wrongType("instructions", "a string")
+	_, _, n, _, ok := p.s.str()
+	p.instructions = text{items: 1, chars: n, present: true}
+	return ok
 }
 
 func (p *parser) previousResponseID() bool {
 	p.prevSet = false
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
-		return ok
-	case kindString:
-		start, end, _, esc, ok := p.s.str()
-		p.prevStart, p.prevEnd, p.prevEsc, p.prevSet = start, end, esc, ok
+	if _, done, ok := p.nullOr("previous_response_id", "a string", kindString); done {
 		return ok
 	}
-	return p.wrongType("previous_response_id", "a string")
+	start, end, _, esc, ok := p.s.str()
+	p.prevStart, p.prevEnd, p.prevEsc, p.prevSet = start, end, esc, ok
+	return ok
 }
 
 // systemPrompt reads a Messages request's system prompt: a string, null,
 // or an array of blocks whose text blocks count.
 func (p *parser) systemPrompt() bool {
 	p.system = text{}
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	k, done, ok := p.nullOr("system", "one of a string or array of objects", kindString, kindArray)
+	if done {
 		return ok
-	case kindString:
+	}
+	if k == kindString {
 		_, _, n, _, ok := p.s.str()
 		p.system = text{items: 1, chars: n, present: true}
 		return ok
-	case kindArray:
-	default:
-		return p.wrongType("system", "one of a string or array of objects")
 	}
 	p.system = text{items: 1, present: true}
 	return p.s.array(func(j int) bool {
@@ -279,13 +262,8 @@ func (p *parser) systemPrompt() bool {
 // objects, each with a role, and content as a string or an array of blocks.
 func (p *parser) anthropicMessages() bool {
 	p.msgs = text{}
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	if _, done, ok := p.nullOr("messages", "an array", kindArray); done {
 		return ok
-	case kindArray:
-	default:
-		return p.wrongType("messages", "an array")
 	}
 	p.msgs.present = true
 	return p.s.array(func(i int) bool {
@@ -324,17 +302,14 @@ func (p *parser) anthropicMessages() bool {
 // blocks reads content given as a string or an array of blocks; nested
 // says whether tool_result blocks may hold blocks of their own.
 func (p *parser) blocks(param string, t *text, nested bool) bool {
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	k, done, ok := p.nullOr(param, "one of a string or array of objects", kindString, kindArray)
+	if done {
 		return ok
-	case kindString:
+	}
+	if k == kindString {
 		_, _, n, _, ok := p.s.str()
 		t.chars += n
 		return ok
-	case kindArray:
-	default:
-		return p.wrongType(param, "one of a string or array of objects")
 	}
 	return p.s.array(func(j int) bool {
 		return p.block(fmt.Sprintf("%s[%d]", param, j), t, nested)
@@ -419,16 +394,12 @@ func (p *parser) block(param string, t *text, nested bool) bool {
 // queryText reads a rerank query, a string.
 func (p *parser) queryText() bool {
 	p.query = text{}
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
-		return ok
-	case kindString:
-		_, _, n, _, ok := p.s.str()
-		p.query = text{items: 1, chars: n, longestChars: n, present: true}
+	if _, done, ok := p.nullOr("query", "a string", kindString); done {
 		return ok
 	}
-	return p.wrongType("query", "a string")
+	_, _, n, _, ok := p.s.str()
+	p.query = text{items: 1, chars: n, longestChars: n, present: true}
+	return ok
 }
 
 // documents reads a rerank's documents: an array of strings (or of
@@ -480,17 +451,14 @@ func (p *parser) documents() bool {
 // array of strings.
 func (p *parser) scoreTexts(param string, t *text) bool {
 	*t = text{}
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	k, done, ok := p.nullOr(param, "one of a string or array of strings", kindString, kindArray)
+	if done {
 		return ok
-	case kindString:
+	}
+	if k == kindString {
 		_, _, n, _, ok := p.s.str()
 		*t = text{items: 1, chars: n, longestChars: n, present: true}
 		return ok
-	case kindArray:
-	default:
-		return p.wrongType(param, "one of a string or array of strings")
 	}
 	t.present = true
 	return p.s.array(func(i int) bool {

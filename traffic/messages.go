@@ -6,13 +6,8 @@ import "fmt"
 // a role, and content given as a string, null, or an array of parts.
 func (p *parser) messages() bool {
 	p.msgs = text{}
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	if _, done, ok := p.nullOr("messages", "an array", kindArray); done {
 		return ok
-	case kindArray:
-	default:
-		return p.wrongType("messages", "an array")
 	}
 	p.msgs.present = true
 	ok := p.s.array(func(i int) bool {
@@ -149,13 +144,8 @@ func (p *parser) part(i, j int, t *text) bool {
 // toolCalls reads an assistant message's tool_calls and adds the length of
 // each function's name and arguments to *chars.
 func (p *parser) toolCalls(i int, chars *int) bool {
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	if _, done, ok := p.nullOr(fmt.Sprintf("messages[%d].tool_calls", i), "an array", kindArray); done {
 		return ok
-	case kindArray:
-	default:
-		return p.wrongType(fmt.Sprintf("messages[%d].tool_calls", i), "an array")
 	}
 	return p.s.array(func(k int) bool {
 		if p.s.peek() != kindObject {

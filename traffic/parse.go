@@ -3,6 +3,7 @@ package traffic
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // ParseRequest reads what the gateway needs from the body of a request to
@@ -282,16 +283,12 @@ func (p *parser) request() (*Request, *RequestError) {
 
 func (p *parser) model() bool {
 	p.modelSet = false
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
-		return ok
-	case kindString:
-		start, end, _, esc, ok := p.s.str()
-		p.modelStart, p.modelEnd, p.modelEsc, p.modelSet = start, end, esc, ok
+	if _, done, ok := p.nullOr("model", "a string", kindString); done {
 		return ok
 	}
-	return p.wrongType("model", "a string")
+	start, end, _, esc, ok := p.s.str()
+	p.modelStart, p.modelEnd, p.modelEsc, p.modelSet = start, end, esc, ok
+	return ok
 }
 
 // boolean reads a boolean or null (false) into v.
@@ -307,13 +304,8 @@ func (p *parser) boolean(param string, v *bool) bool {
 
 func (p *parser) streamOpts() bool {
 	p.streamOptions, p.usage = false, false
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	if _, done, ok := p.nullOr("stream_options", "an object", kindObject); done {
 		return ok
-	case kindObject:
-	default:
-		return p.wrongType("stream_options", "an object")
 	}
 	// vLLM's StreamOptions.include_usage defaults to true; an explicit
 	// null turns it off.
@@ -328,13 +320,8 @@ func (p *parser) streamOpts() bool {
 
 // integer reads an integer ≥ lo (or null, leaving v alone) into v.
 func (p *parser) integer(param string, lo int64, v *int64) bool {
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	if _, done, ok := p.nullOr(param, "an integer", kindNumber); done {
 		return ok
-	case kindNumber:
-	default:
-		return p.wrongType(param, "an integer")
 	}
 	raw, ok := p.s.number()
 	if !ok {
@@ -360,13 +347,8 @@ func (p *parser) integer(param string, lo int64, v *int64) bool {
 // into the prompt, counts as prompt text.
 func (p *parser) toolList() bool {
 	p.toolChars, p.tools = 0, false
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	if _, done, ok := p.nullOr("tools", "an array", kindArray); done {
 		return ok
-	case kindArray:
-	default:
-		return p.wrongType("tools", "an array")
 	}
 	start := p.s.i
 	ok := p.s.array(func(i int) bool {
@@ -447,4 +429,19 @@ func jsonError(s *scanner, detail string) *RequestError {
 	return BadRequest("", "", "We could not parse the JSON body of your request: "+detail+". "+
 		"(HINT: This likely means you aren't using your HTTP library correctly. "+
 		"The API expects a JSON payload, but what was sent was not valid JSON.)")
+}
+
+// nullOr starts reading a value that may be null: a null is consumed and
+// done (nothing to count); a value of one of kinds is left for the caller
+// to read, as k; any other is a type error naming want, consumed and done.
+// When done, ok is the read's result.
+func (p *parser) nullOr(param, want string, kinds ...kind) (k kind, done, ok bool) {
+	switch k = p.s.peek(); {
+	case k == kindNull:
+		_, ok = p.s.literal()
+		return k, true, ok
+	case slices.Contains(kinds, k):
+		return k, false, true
+	}
+	return k, true, p.wrongType(param, want)
 }

@@ -28,22 +28,19 @@ func (p *parser) prompts() bool {
 	name := p.promptParam()
 	p.prompt = text{}
 	t := &p.prompt
-	switch p.s.peek() {
-	case kindNull:
-		_, ok := p.s.literal()
+	k, done, ok := p.nullOr(name, "one of a string, an array of strings, an array of integers or an array of arrays of integers", kindString, kindArray)
+	if done {
 		return ok
-	case kindString:
+	}
+	if k == kindString {
 		_, _, n, _, ok := p.s.str()
 		*t = text{items: 1, chars: n, longestChars: n, present: true}
 		return ok
-	case kindArray:
-	default:
-		return p.wrongType(name, "one of a string, an array of strings, an array of integers or an array of arrays of integers")
 	}
 	t.present = true
 	shape := shapeUnknown
 	elems := 0
-	ok := p.s.array(func(k int) bool {
+	ok = p.s.array(func(k int) bool {
 		elems++
 		got := p.s.peek()
 		if shape == shapeUnknown {
