@@ -15,9 +15,8 @@ func (p *parser) apiRequest(r *Request) (text, *RequestError) {
 	switch p.ep {
 	case EndpointResponses:
 		t = p.input
-		t.chars += p.instructions.chars + p.toolChars
-		t.items += p.instructions.items
-		t.images += p.instructions.images
+		t.add(p.instructions)
+		t.chars += p.toolChars
 		r.MaxTokens = int(p.maxOutput)
 		r.HasTools = p.tools
 		if p.prevSet {
@@ -40,9 +39,8 @@ func (p *parser) apiRequest(r *Request) (text, *RequestError) {
 			return t, missing("max_tokens")
 		}
 		t = p.msgs
-		t.chars += p.system.chars + p.toolChars
-		t.items += p.system.items
-		t.images += p.system.images
+		t.add(p.system)
+		t.chars += p.toolChars
 		r.HasTools = p.tools
 		r.Messages, r.Prompts = t.items, 1
 		t.longestChars = t.chars
@@ -161,9 +159,9 @@ func (p *parser) responsesInput() bool {
 			return p.s.skip()
 		})
 		t.items++
-		t.chars += content.chars + output.chars + name + args
-		t.images += content.images + output.images
-		t.audios += content.audios + output.audios
+		t.add(content)
+		t.add(output)
+		t.chars += name + args
 		return ok
 	})
 }
@@ -293,8 +291,7 @@ func (p *parser) anthropicMessages() bool {
 			p.fail(missing(fmt.Sprintf("messages[%d].role", i)))
 		}
 		p.msgs.items++
-		p.msgs.chars += content.chars
-		p.msgs.images += content.images
+		p.msgs.add(content)
 		return true
 	})
 }
@@ -385,8 +382,7 @@ func (p *parser) block(param string, t *text, nested bool) bool {
 	case typ == "tool_use":
 		t.chars += name + input
 	case typ == "tool_result":
-		t.chars += inner.chars
-		t.images += inner.images
+		t.add(inner)
 	}
 	return true
 }

@@ -53,9 +53,8 @@ func (p *parser) message(i int) bool {
 		p.fail(missing(fmt.Sprintf("messages[%d].role", i)))
 	}
 	p.msgs.items++
-	p.msgs.chars += content.chars + calls
-	p.msgs.images += content.images
-	p.msgs.audios += content.audios
+	p.msgs.add(content)
+	p.msgs.chars += calls
 	return true
 }
 

@@ -65,6 +65,15 @@ type text struct {
 	present                    bool // the member is there and not null
 }
 
+// add counts o's items, text and media in t: a message's content in the
+// messages, the system prompt in the request.
+func (t *text) add(o text) {
+	t.items += o.items
+	t.chars += o.chars
+	t.images += o.images
+	t.audios += o.audios
+}
+
 type parser struct {
 	s   scanner
 	ep  Endpoint
