@@ -394,7 +394,7 @@ func (p *parser) queryText() bool {
 		return ok
 	}
 	_, _, n, _, ok := p.s.str()
-	p.query = text{items: 1, chars: n, longestChars: n, present: true}
+	p.query = onePrompt(n)
 	return ok
 }
 
@@ -411,7 +411,7 @@ func (p *parser) documents() bool {
 		start := p.s.i
 		ok := p.s.skip()
 		n := p.s.i - start
-		*t = text{items: 1, chars: n, longestChars: n, present: true}
+		*t = onePrompt(n)
 		return ok
 	case kindArray:
 	default:
@@ -436,9 +436,7 @@ func (p *parser) documents() bool {
 		default:
 			return p.wrongType(fmt.Sprintf("documents[%d]", i), "a string")
 		}
-		t.items++
-		t.chars += n
-		t.longestChars = max(t.longestChars, n)
+		t.addPrompt(n)
 		return true
 	})
 }
@@ -453,7 +451,7 @@ func (p *parser) scoreTexts(param string, t *text) bool {
 	}
 	if k == kindString {
 		_, _, n, _, ok := p.s.str()
-		*t = text{items: 1, chars: n, longestChars: n, present: true}
+		*t = onePrompt(n)
 		return ok
 	}
 	t.present = true
@@ -462,9 +460,7 @@ func (p *parser) scoreTexts(param string, t *text) bool {
 			return p.wrongType(fmt.Sprintf("%s[%d]", param, i), "a string")
 		}
 		_, _, n, _, ok := p.s.str()
-		t.items++
-		t.chars += n
-		t.longestChars = max(t.longestChars, n)
+		t.addPrompt(n)
 		return ok
 	})
 }

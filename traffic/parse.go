@@ -65,6 +65,21 @@ type text struct {
 	present                    bool // the member is there and not null
 }
 
+// addPrompt counts one prompt (a string, a document, a text to score) of n
+// characters in t.
+func (t *text) addPrompt(n int) {
+	t.items++
+	t.chars += n
+	t.longestChars = max(t.longestChars, n)
+}
+
+// onePrompt is a member given as a single string of n characters.
+func onePrompt(n int) text {
+	t := text{present: true}
+	t.addPrompt(n)
+	return t
+}
+
 // add counts o's items, text and media in t: a message's content in the
 // messages, the system prompt in the request.
 func (t *text) add(o text) {

@@ -34,7 +34,7 @@ func (p *parser) prompts() bool {
 	}
 	if k == kindString {
 		_, _, n, _, ok := p.s.str()
-		*t = text{items: 1, chars: n, longestChars: n, present: true}
+		*t = onePrompt(n)
 		return ok
 	}
 	t.present = true
@@ -62,9 +62,7 @@ func (p *parser) prompts() bool {
 				return p.wrongType(fmt.Sprintf("%s[%d]", name, k), "a string")
 			}
 			_, _, n, _, ok := p.s.str()
-			t.items++
-			t.chars += n
-			t.longestChars = max(t.longestChars, n)
+			t.addPrompt(n)
 			return ok
 		case shapeIDs:
 			if got != kindNumber {
