@@ -118,10 +118,15 @@ func TestStoreTwoGatewayProcesses(t *testing.T) {
 		// Admitted requests add the backend's time, so they are compared with
 		// the phase before the outage.
 		before, down := res.phases["before"], res.phases["down"]
-		if m := quantile(down.refusedLat, 1); m > 60*time.Millisecond {
+		// The bounds catch a store that holds requests (a dial or read
+		// waiting seconds), not the store's 50 ms timeout itself: one slow
+		// request on a loaded 2-core machine is not that (measured: 91 ms
+		// with other tests running beside it). The figures are logged above.
+		const slack = 500 * time.Millisecond
+		if m := quantile(down.refusedLat, 1); m > 50*time.Millisecond+slack {
 			t.Errorf("a refusal took %v while Redis was down (timeout 50ms)", m)
 		}
-		if m, b := quantile(down.okLat, 1), quantile(before.okLat, 1); m > b+60*time.Millisecond {
+		if m, b := quantile(down.okLat, 1), quantile(before.okLat, 1); m > b+slack {
 			t.Errorf("an admitted request took %v while Redis was down, %v at most before", m, b)
 		}
 		if errs == 0 {
