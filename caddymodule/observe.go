@@ -383,19 +383,17 @@ func (h *Handler) finish(ow *observingWriter, c *call, err error, panicked bool)
 			h.fleet.outputs.observe(model, output, c.req.MaxTokens)
 		}
 		if gap := meanGap(res); gap > 0 && backend != "" {
+			// The cost wants the mean: the time the answer took over its
+			// tokens, other prompts' prefill steps included.
 			if b, found := h.fleet.pool.Lookup(backend); found {
 				b.ObserveITL(gap)
 			}
-			// The mean, not the median: a gateway short of CPU reads
-			// several events at once, and the zero gaps that leaves pull
-			// a median toward nothing (tried: TestDemoStory, under a full
-			// race run, missed its slow backend), while the mean is the
-			// stream's time over its tokens however they were read. The
-			// mean also counts steps the backend spent on other prompts'
-			// prefill (measured on one sim: 2,000- against 200-token
-			// prompts, 49.5 vs 11.6 ms); lb_policy llm keeps such a
-			// backend nearly idle, so the rule rarely sees its streams.
-			h.fleet.itl.Observe(backend, gap, 0, now)
+		}
+		if res.TypicalGap > 0 && backend != "" {
+			// The verdict wants the decoder's own pace, which the mean is
+			// not: a backend that merely receives long prompts spends steps
+			// on their prefill (traffic.pace).
+			h.fleet.itl.Observe(backend, res.TypicalGap, 0, now)
 		}
 		if res.Stream && backend != "" {
 			h.fleet.ttft.Observe(backend, res.TTFT, prompt, now)

@@ -43,7 +43,9 @@ type Rules struct {
 	// the Monitor applies it after Evaluate.
 	TTFTOutlier TTFTOutlierRule `json:"ttft_outlier,omitzero"`
 	// ITLOutlier judges the gateway's own inter-token times the same way:
-	// each stream's mean gap, a backend's median over the window against the
+	// each stream's typical time per token (traffic.Result.TypicalGap, which
+	// a backend merely receiving long prompts does not inflate as the mean
+	// gap does), a backend's median over the window against the
 	// median of the others' (defaults 2x for 60s, window 60s, 10 streams,
 	// min 2ms). MinTTFT is the smallest figure that can be an outlier.
 	ITLOutlier TTFTOutlierRule `json:"itl_outlier,omitzero"`

@@ -116,7 +116,7 @@ func NewTTFTTracker() *TTFTTracker {
 }
 
 // NewITLTracker returns an empty tracker of inter-token times, one figure
-// per stream (its mean gap), judged by the itl_outlier rule. A backend slow
+// per stream (its typical time per token, traffic.Result.TypicalGap), judged by the itl_outlier rule. A backend slow
 // from its first request is never flagged by throughput_drop, which compares
 // it with itself, and the balancer may keep one so idle that ttft_outlier
 // never sees it; the streams it does serve show it.

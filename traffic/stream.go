@@ -42,6 +42,7 @@ type Observer struct {
 	events         int
 	maxGap         time.Duration
 	stalls         int
+	pace           pace
 	prompt, output int // from usage; -1 until seen
 	cached         int // usage.prompt_tokens_details.cached_tokens; -1 until seen
 	finish         string
@@ -222,6 +223,7 @@ func (o *Observer) content(now time.Time) {
 		o.first = now
 	} else {
 		gap := now.Sub(o.last)
+		o.pace.content(gap, gap == 0)
 		if gap > o.maxGap {
 			o.maxGap = gap
 		}
@@ -271,7 +273,11 @@ type Result struct {
 	TimeToHeaders, TTFT, Duration time.Duration
 	ContentEvents                 int
 	MaxGap                        time.Duration
-	Stalls                        int
+	// TypicalGap is the stream's typical time per token: the token-weighted
+	// median of each read's gap over the content events it carried (see
+	// pace); 0 with fewer than two reads of content.
+	TypicalGap time.Duration
+	Stalls     int
 	// PromptTokens is the backend's usage.prompt_tokens, -1 when it reported
 	// none. OutputTokens is usage.completion_tokens, else content events
 	// counted (UsageReported tells which).
@@ -313,7 +319,7 @@ func (o *Observer) Finish(now time.Time) Result {
 	r := Result{
 		Status: o.status, Stream: o.sse,
 		Duration:      now.Sub(o.start),
-		ContentEvents: o.events, MaxGap: o.maxGap, Stalls: o.stalls,
+		ContentEvents: o.events, MaxGap: o.maxGap, TypicalGap: o.pace.typical(), Stalls: o.stalls,
 		PromptTokens: o.prompt, OutputTokens: o.output, UsageReported: o.output >= 0, CachedTokens: o.cached,
 		FinishReason: o.finish, ResponseID: o.responseID, StreamError: o.errMsg, ErrorEvent: o.errEvent,
 		Complete: o.done, Bytes: o.bytes,
