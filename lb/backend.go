@@ -35,11 +35,22 @@ type Backend struct {
 	inflight       atomic.Int64 // leases not yet done
 	prefillPending atomic.Int64 // prompt tokens of leases without a first byte
 	lagTokens      atomic.Int64 // tokens sent minus finished since the last scrape
+	// freedTokens is the prompt KV of requests that the last scrape saw
+	// running and that have ended since: usage the scrape shows that is no
+	// longer there (see kvPeak's foreign usage).
+	freedTokens atomic.Int64
 	// committed is the KV the gateway's requests in flight will hold when
 	// they end (uncached prompt and expected output each): the growth a
 	// scrape of current usage cannot show, and what decides preemptions.
+	// It bounds the KV peak from above, so the fit computes the peak
+	// (kvPeak) only when this bound says no.
 	committed atomic.Int64
 	epoch     atomic.Uint64
+
+	// lmu guards live, the leases in flight, for the KV peak (peak.go).
+	lmu         sync.Mutex
+	live        []*Lease
+	peakScratch []peakEntry
 
 	// pool is the pool the backend belongs to, for ejection's fleet-wide cap;
 	// nil for a backend made outside a pool.
@@ -103,6 +114,7 @@ func (b *Backend) UpdateStats(s Stats) {
 	}
 	b.mu.Unlock()
 	b.lagTokens.Store(0)
+	b.freedTokens.Store(0)
 	b.epoch.Add(1)
 	if s.CapacityTokens > 0 {
 		b.prefix.setCapacity(int(s.CapacityTokens / TokensPerBlock))
@@ -176,6 +188,7 @@ type Lease struct {
 	prefilled atomic.Bool // prompt tokens released from prefillPending
 	done      atomic.Bool
 	reported  atomic.Bool
+	live      live // guarded by b.lmu
 }
 
 // Acquire counts a request on b.
@@ -184,7 +197,9 @@ func (b *Backend) Acquire(w Work) *Lease {
 	b.prefillPending.Add(w.uncached())
 	b.lagTokens.Add(w.tokens())
 	b.committed.Add(w.footprint())
-	return &Lease{b: b, work: w, epoch: b.epoch.Load()}
+	l := &Lease{b: b, work: w, epoch: b.epoch.Load()}
+	b.track(l)
+	return l
 }
 
 // Backend returns the leased backend.
@@ -192,7 +207,10 @@ func (l *Lease) Backend() *Backend { return l.b }
 
 // FirstByte marks the end of the request's prefill: its prompt no longer waits
 // for the GPU.
-func (l *Lease) FirstByte() { l.releasePrefill() }
+func (l *Lease) FirstByte() {
+	l.releasePrefill()
+	l.b.markFirstByte(l, time.Now())
+}
 
 // releasePrefill takes the prompt out of the pending prefill once, whichever of
 // FirstByte and Done comes first.
@@ -210,11 +228,14 @@ func (l *Lease) Done() {
 	}
 	l.b.inflight.Add(-1)
 	l.b.committed.Add(-l.work.footprint())
+	l.b.untrack(l)
 	l.releasePrefill()
 	// Tokens sent after the last scrape were added to the lag; finishing before
 	// the next scrape frees them again. Older ones the next scrape will show.
 	if l.b.epoch.Load() == l.epoch {
 		l.b.lagTokens.Add(-l.work.tokens())
+	} else {
+		l.b.freedTokens.Add(l.work.uncached())
 	}
 }
 

@@ -131,15 +131,6 @@ func kvNeed(work Work, w *Weights) float64 {
 	return float64(work.PromptTokens) + work.output(w.DecodeReserve)
 }
 
-// committedShare is what the gateway's requests in flight on b commit to at
-// their end, as a share of capacity: the growth a scrape of current usage
-// cannot show, and what decides preemptions. The fit takes the larger of it
-// and the scraped usage plus what was sent since (which also sees other
-// gateways' requests).
-func (b *Backend) committedShare(st *Stats) float64 {
-	return float64(b.committed.Load()) / float64(st.CapacityTokens)
-}
-
 // load is the backend's in-flight work in request units.
 func (b *Backend) load(w *Weights) float64 {
 	return float64(b.inflight.Load()) + float64(b.prefillPending.Load())/w.PromptUnit
@@ -301,8 +292,21 @@ func (b *Backend) scoreTerms(sn *snapshot, work Work, w *Weights, medians fleetM
 			kvF = kvFactor(kv, w)
 			if st.CapacityTokens > 0 {
 				need := kvNeed(work, w)
-				used := min(max(kv, b.committedShare(st)), 1)
-				free = float64(st.CapacityTokens)*(1-used) + float64(cached)
+				capacity := float64(st.CapacityTokens)
+				used := max(kv*capacity, float64(b.committed.Load()))
+				if capacity-used+float64(cached) < need {
+					// Not every request in flight reaches its end size at
+					// once: count when each is expected to end, beside what
+					// the backend holds that is not the gateway's (other
+					// gateways' requests), taken as never ending. What the
+					// scrape saw of requests that ended since is not foreign:
+					// it is gone.
+					peak, held := b.kvPeak(now, time.Duration(sn.itl*float64(time.Second)), work.output(w.DecodeReserve))
+					foreign := max(st.KVUsage*capacity-held-float64(b.freedTokens.Load()), 0)
+					used = min(used, peak+foreign)
+				}
+				used = min(used, capacity)
+				free = capacity - used + float64(cached)
 				fits = free >= need
 				fitsEmpty = float64(st.CapacityTokens)+float64(cached) >= need
 				promptFits = float64(st.CapacityTokens)*(1-kv)+float64(cached) >= float64(work.PromptTokens)

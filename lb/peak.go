@@ -1,0 +1,109 @@
+package lb
+
+import (
+	"slices"
+	"time"
+)
+
+// The gateway's requests in flight on a backend do not all reach their full
+// size at once: each holds its prompt and the tokens generated so far, grows
+// by one token per decode step, and frees everything when it ends. Counting
+// each at its end (committed) says whether a request fits however the
+// others' ends fall; the peak below says whether it fits given when they
+// are expected to end, which admits a long prompt as soon as the requests
+// ahead of it will be gone by the time it has grown.
+//
+// Steps are decode steps: a batch's sequences each gain one token per step,
+// so after k steps a request with r steps left and c tokens held holds
+// c + k tokens while k < r, and none after.
+
+// live is one lease's place in its backend's list of requests in flight.
+type live struct {
+	firstByte time.Time // zero until the first byte
+	slot      int       // index in Backend.live
+}
+
+// peakEntry is a request in flight as the peak sees it: tokens held now and
+// decode steps left.
+type peakEntry struct {
+	held, left float64
+}
+
+// blockSlack is what rounding a sequence up to whole KV blocks may add.
+const blockSlack = TokensPerBlock - 1
+
+// track adds the lease to the backend's list of requests in flight.
+func (b *Backend) track(l *Lease) {
+	b.lmu.Lock()
+	l.live = live{slot: len(b.live)}
+	b.live = append(b.live, l)
+	b.lmu.Unlock()
+}
+
+// untrack removes the lease from the list (swap-remove).
+func (b *Backend) untrack(l *Lease) {
+	b.lmu.Lock()
+	last := len(b.live) - 1
+	if i := l.live.slot; i <= last && b.live[i] == l {
+		b.live[i] = b.live[last]
+		b.live[i].live.slot = i
+		b.live[last] = nil
+		b.live = b.live[:last]
+	}
+	b.lmu.Unlock()
+}
+
+// markFirstByte records when the lease's stream began to decode.
+func (b *Backend) markFirstByte(l *Lease, now time.Time) {
+	b.lmu.Lock()
+	if l.live.firstByte.IsZero() {
+		l.live.firstByte = now
+	}
+	b.lmu.Unlock()
+}
+
+// kvPeak is the KV, in tokens, that a request expecting output tokens must
+// leave to the others: the largest over the coming decode steps k of what
+// the requests in flight will hold after k steps less the part of its own
+// output the request will not have generated yet (max(output-k, 0)). A
+// request whose prompt plus output is at most capacity minus kvPeak never
+// finds the backend full, as long as the others end when expected. With
+// itl unknown, nothing counts as generated yet. held is what the requests in
+// flight hold now.
+func (b *Backend) kvPeak(now time.Time, itl time.Duration, output float64) (peak, held float64) {
+	b.lmu.Lock()
+	defer b.lmu.Unlock()
+	entries := b.peakScratch[:0]
+	for _, l := range b.live {
+		out := l.work.output(DefaultDecodeReserve)
+		var made float64
+		if !l.live.firstByte.IsZero() && itl > 0 {
+			made = min(float64(now.Sub(l.live.firstByte))/float64(itl), out)
+		}
+		entries = append(entries, peakEntry{
+			held: float64(l.work.uncached()) + made + blockSlack,
+			left: max(out-made, 1),
+		})
+	}
+	b.peakScratch = entries
+	// The sum is piecewise linear in k, rising until each request ends:
+	// its maximum is just before one of them does. Walking them from the
+	// last to end, those still held at that step are the ones seen so far.
+	slices.SortFunc(entries, func(x, y peakEntry) int {
+		switch {
+		case x.left > y.left:
+			return -1
+		case x.left < y.left:
+			return 1
+		}
+		return 0
+	})
+	count := 0.0
+	for _, e := range entries {
+		held += e.held
+		count++
+		k := e.left
+		peak = max(peak, held+count*k-max(output-k, 0))
+	}
+	return peak, held
+}
