@@ -68,6 +68,7 @@ type observingWriter struct {
 	endpoint string // the endpoint label
 	backend  string
 	gaps     prometheus.Observer
+	lease    *lb.Lease // the streaming attempt's, told of each token
 }
 
 // ErrorEndpoint makes the gateway's own errors on this response (a timeout)
@@ -250,8 +251,16 @@ func (ow *observingWriter) onGap(gap time.Duration) {
 	if ow.gaps == nil {
 		ow.backend = requestBackend(ow.r)
 		ow.gaps = interTokenSeconds.WithLabelValues(ow.backend, ow.model, ow.endpoint)
+		if holder := requestLease(ow.r); holder != nil {
+			ow.lease = holder.current()
+		}
 	}
 	ow.gaps.Observe(gap.Seconds())
+	if ow.lease != nil {
+		// The KV fit's clock for this request: tokens made, not time
+		// over an estimated inter-token time.
+		ow.lease.Generated(1)
+	}
 }
 
 // Outcomes of a request, for llmgate_requests_total and the access log. "ok"

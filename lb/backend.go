@@ -189,6 +189,9 @@ type Lease struct {
 	done      atomic.Bool
 	reported  atomic.Bool
 	live      live // guarded by b.lmu
+	// generated counts the tokens the gateway relayed so far, for the KV
+	// peak; 0 where nobody reports them.
+	generated atomic.Int64
 }
 
 // Acquire counts a request on b.
@@ -201,6 +204,9 @@ func (b *Backend) Acquire(w Work) *Lease {
 	b.track(l)
 	return l
 }
+
+// Generated reports n more tokens of the request's answer relayed.
+func (l *Lease) Generated(n int) { l.generated.Add(int64(n)) }
 
 // Backend returns the leased backend.
 func (l *Lease) Backend() *Backend { return l.b }

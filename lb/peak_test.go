@@ -19,11 +19,12 @@ func TestKVPeakMatchesStepByStep(t *testing.T) {
 		for range rng.IntN(12) {
 			w := Work{PromptTokens: int64(rng.IntN(3000)), ExpectedOutput: int64(1 + rng.IntN(600))}
 			b.Acquire(w)
-			reqs = append(reqs, req{int(w.uncached()) + blockSlack, int(w.ExpectedOutput)})
+			chunks := (int(w.uncached()) + prefillChunk - 1) / prefillChunk
+			reqs = append(reqs, req{int(w.uncached()) + blockSlack, int(w.ExpectedOutput) + endSlack + chunks})
 		}
 		output := 1 + rng.IntN(800)
 		want := 0
-		for k := 0; k <= 1000; k++ {
+		for k := 0; k <= 1000+endSlack+2; k++ {
 			held := 0
 			for _, r := range reqs {
 				if r.left >= k {
@@ -92,5 +93,26 @@ func BenchmarkKVPeak(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		be.kvPeak(now, 10*time.Millisecond, 300)
+	}
+}
+
+// TestKVPeakCountsRelayedTokens: tokens the gateway relayed are the
+// request's progress, whatever the inter-token time says.
+func TestKVPeakCountsRelayedTokens(t *testing.T) {
+	a := NewBackend("a")
+	a.Acquire(Work{PromptTokens: 1000, ExpectedOutput: 2000})
+	ending := a.Acquire(Work{PromptTokens: 3000, ExpectedOutput: 100})
+	now := time.Now()
+	// Nothing known of its progress: 100 steps to go after two steps of
+	// prefill, and endSlack, 3,015 held.
+	if peak, held := a.kvPeak(now, 0, 100); peak != 4266 || held != 4030 {
+		t.Fatalf("no progress: peak %v held %v, want 4266 and 4030", peak, held)
+	}
+	ending.FirstByte()
+	ending.Generated(90)
+	// Just before it ends, 10 steps and the slack on: 1,015 + 3,105 held
+	// now, 26 more each, less the 74 the asking request has yet to make.
+	if peak, held := a.kvPeak(now, 0, 100); peak != 4098 || held != 4120 {
+		t.Fatalf("90 relayed: peak %v held %v, want 4098 and 4120", peak, held)
 	}
 }
