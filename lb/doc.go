@@ -128,14 +128,15 @@
 //
 // Measured with bench-routing kv-tight (4 sims x 512 blocks, 10 req/s,
 // prompts median 800 up to 6,000: the held-out fleet of issue 14, at about
-// its KV capacity), llm+queue against least_conn: 30 s, preemptions 0 vs
-// 64, TTFT p50 367 vs 344 ms, p99 5.01 vs 4.86 s; 60 s (the backlog grows),
-// 0 vs 184, p99 9.46 vs 8.20 s (+15 %) but p90 +78 % and 3.6 % less
-// throughput, the price of a backend drained for a long prompt. Without
-// the hold, 60 s: p50 −72 % but p99 +74 % (long prompts starved). Without
-// the Transit (four releases a tick, each testing the same room): a third
-// of least_conn's preemptions remained. llm without the queue preempts
-// about as often as least_conn (59 vs 64): the fit classes choose where a
+// its KV capacity), llm+queue against least_conn, 30 s, seeds 1, 2 and 5:
+// preemptions 0 vs 63, 21 and 31; TTFT p99 -16 %, -41 %, -65 %. With the
+// fit counting every request at its end size at once (before kvPeak) the
+// queue also held preemptions to 0, but waited for room that would have
+// come in time: TTFT p99 from -12 % to +76 % over six runs, p50 up to 3x.
+// Without the hold, 60 s: p50 -72 % but p99 +74 % (long prompts starved).
+// Without the Transit (four releases a tick, each testing the same room): a
+// third of least_conn's preemptions remained. llm without the queue
+// preempts about as often as least_conn: the fit classes choose where a
 // request goes, not whether the fleet has room for it now.
 
 // # Prefix affinity
