@@ -216,17 +216,25 @@ func simPost(ctx context.Context, url, body string, out *demoPrinter) {
 // change (from the gateway's own record of them) and every change of a
 // backend's health verdict.
 func watchFleet(ctx context.Context, url string, every time.Duration, out *demoPrinter) {
+	// One reconcile can move several backends at the same instant: the
+	// events printed at the latest instant are remembered by what they say.
 	var lastEvent time.Time
+	printedAtLast := map[string]bool{}
 	health := map[string]string{}
 	client := &http.Client{Timeout: 5 * time.Second}
 	for {
 		if r, err := fetchReport(ctx, client, url); err == nil {
 			for i := len(r.Events) - 1; i >= 0; i-- { // oldest first
 				e := r.Events[i]
-				if !e.At.After(lastEvent) {
+				key := e.Backend + " " + string(e.From) + " " + string(e.To)
+				if e.At.Before(lastEvent) || e.At.Equal(lastEvent) && printedAtLast[key] {
 					continue
 				}
-				lastEvent = e.At
+				if e.At.After(lastEvent) {
+					lastEvent = e.At
+					clear(printedAtLast)
+				}
+				printedAtLast[key] = true
 				out.rotation(e, r)
 			}
 			for _, b := range r.Backends {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/llmgate/llmgate/internal/testutil"
+	"github.com/llmgate/llmgate/report"
 )
 
 // The demo's embedded Caddyfile must adapt without warnings and provision: it is
@@ -116,6 +119,43 @@ func TestDemoStory(t *testing.T) {
 	for _, b := range []string{"backend 1", "backend 2"} {
 		if strings.Contains(out.String(), b+" (") {
 			t.Errorf("%s, healthy, was reported:\n%s", b, out.String())
+		}
+	}
+}
+
+// TestWatchFleetPrintsSimultaneousEvents: one reconcile moves several
+// backends at one instant; the watcher prints each of them once, however
+// often it polls (it printed only the first, and TestDemoStory missed a
+// restore that came in the same reconcile as another backend's drain).
+func TestWatchFleetPrintsSimultaneousEvents(t *testing.T) {
+	at := time.Now().Add(-time.Second)
+	rep := report.FleetReport{Events: []report.Event{ // newest first
+		{At: at, Backend: "b", From: "drained", To: "active", Reasons: []string{"hw_slowdown gpu0"}},
+		{At: at, Backend: "a", From: "draining", To: "drained", Reasons: []string{"itl_outlier 2.8x fleet"}},
+		{At: at.Add(-time.Second), Backend: "a", From: "active", To: "draining", Reasons: []string{"itl_outlier 2.8x fleet"}},
+	}}
+	body, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(body) }))
+	defer srv.Close()
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		watchFleet(ctx, srv.URL, time.Millisecond, &demoPrinter{w: &out, start: time.Now(), names: map[string]string{}})
+		close(done)
+	}()
+	testutil.Eventually(t, "three events printed", func() (bool, string) {
+		return strings.Count(out.String(), "→") >= 3, out.String()
+	})
+	time.Sleep(20 * time.Millisecond) // more polls: nothing printed twice
+	cancel()
+	<-done
+	for _, want := range []string{"a  active → draining", "a  draining → drained", "b  drained → active"} {
+		if n := strings.Count(out.String(), want); n != 1 {
+			t.Errorf("%q printed %d times:\n%s", want, n, out.String())
 		}
 	}
 }
