@@ -47,10 +47,14 @@ type Backend struct {
 	committed atomic.Int64
 	epoch     atomic.Uint64
 
-	// lmu guards live, the leases in flight, for the KV peak (peak.go).
+	// lmu guards live, the leases in flight, and the KV peak's sorted
+	// figures of them (peak.go).
 	lmu         sync.Mutex
 	live        []*Lease
+	liveVersion uint64 // counts starts, first bytes and ends
 	peakScratch []peakEntry
+	peakAt      time.Time
+	peakVersion uint64
 
 	// pool is the pool the backend belongs to, for ejection's fleet-wide cap;
 	// nil for a backend made outside a pool.

@@ -100,14 +100,17 @@
 // when they leave no room, the fit asks when each is expected to end
 // (kvPeak). In a batch every sequence gains a token per decode step, so
 // after k steps a request with r steps left holds what it holds now plus
-// k while k < r, and nothing after; its steps made so far are the time
-// since its first byte over the backend's inter-token time. The request
-// fits if, at every step, the others plus its own prompt and the output it
-// has made by then fit; the largest such sum is just before one of the
-// others ends, so the walk is over their ends, sorted (1.7 µs at 64 in
-// flight, go test -bench KVPeak ./lb). Usage the scrape shows and no lease
-// explains (other gateways' requests; not what ended since the scrape) is
-// taken as never ending.
+// k while k < r, and nothing after; its tokens so far are those the gateway
+// relayed (else the time since its first byte over the backend's
+// inter-token time). The request fits if, at every step, the others plus
+// its own prompt and the output it has made by then fit; the largest such
+// sum is just before one of the others ends, so the walk is over their
+// ends, sorted (1.0 µs at 64 in flight; the sorted figures serve 5 ms while
+// no request starts or ends, 0.3 µs: go test -bench KVPeak ./lb). Each may
+// end 16 steps late, and one still prefilling starts decoding a 2,048-token
+// chunk per step later (peak.go has the measurement). Usage the scrape
+// shows and no lease explains (other gateways' requests; not what ended
+// since the scrape) is taken as never ending.
 // Expected output is max_tokens scaled by the share of their bound the
 // model's recent bounded answers used (an SDK default of 4,096 for
 // 300-token answers must not reserve 4,096), else the model's recent

@@ -55,6 +55,7 @@ func (b *Backend) track(l *Lease) {
 	b.lmu.Lock()
 	l.live = live{slot: len(b.live)}
 	b.live = append(b.live, l)
+	b.liveVersion++
 	b.lmu.Unlock()
 }
 
@@ -67,6 +68,7 @@ func (b *Backend) untrack(l *Lease) {
 		b.live[i].live.slot = i
 		b.live[last] = nil
 		b.live = b.live[:last]
+		b.liveVersion++
 	}
 	b.lmu.Unlock()
 }
@@ -76,6 +78,7 @@ func (b *Backend) markFirstByte(l *Lease, now time.Time) {
 	b.lmu.Lock()
 	if l.live.firstByte.IsZero() {
 		l.live.firstByte = now
+		b.liveVersion++
 	}
 	b.lmu.Unlock()
 }
@@ -85,12 +88,40 @@ func (b *Backend) markFirstByte(l *Lease, now time.Time) {
 // the requests in flight will hold after k steps less the part of its own
 // output the request will not have generated yet (max(output-k, 0)). A
 // request whose prompt plus output is at most capacity minus kvPeak never
-// finds the backend full, as long as the others end when expected. With
-// itl unknown, nothing counts as generated yet. held is what the requests in
-// flight hold now.
+// finds the backend full, as long as the others end when expected. A
+// request's tokens so far are those the gateway relayed (Lease.Generated),
+// else the time since its first byte over itl; with neither, none. held is
+// what the requests in flight hold now.
+//
+// The requests' figures, sorted, are kept for peakReuse while no request
+// starts or ends: the admission queue tests every waiter against every
+// backend each tick, and a token or two of progress moves nothing the
+// slack does not cover.
 func (b *Backend) kvPeak(now time.Time, itl time.Duration, output float64) (peak, held float64) {
 	b.lmu.Lock()
 	defer b.lmu.Unlock()
+	if b.peakVersion != b.liveVersion || now.Sub(b.peakAt) >= peakReuse || now.Before(b.peakAt) {
+		b.sortPeakEntries(now, itl)
+	}
+	// The sum is piecewise linear in k, rising until each request ends:
+	// its maximum is just before one of them does. Walking them from the
+	// last to end, those still held at that step are the ones seen so far.
+	count := 0.0
+	for _, e := range b.peakScratch {
+		held += e.held
+		count++
+		k := e.left
+		peak = max(peak, held+count*k-max(output-k, 0))
+	}
+	return peak, held
+}
+
+// peakReuse is how long sorted peak entries serve.
+const peakReuse = 5 * time.Millisecond
+
+// sortPeakEntries rebuilds the requests' figures, longest to end first.
+func (b *Backend) sortPeakEntries(now time.Time, itl time.Duration) {
+	b.peakAt, b.peakVersion = now, b.liveVersion
 	entries := b.peakScratch[:0]
 	for _, l := range b.live {
 		out := l.work.output(DefaultDecodeReserve)
@@ -109,9 +140,6 @@ func (b *Backend) kvPeak(now time.Time, itl time.Duration, output float64) (peak
 		entries = append(entries, peakEntry{held: float64(l.work.uncached()) + made + blockSlack, left: left})
 	}
 	b.peakScratch = entries
-	// The sum is piecewise linear in k, rising until each request ends:
-	// its maximum is just before one of them does. Walking them from the
-	// last to end, those still held at that step are the ones seen so far.
 	slices.SortFunc(entries, func(x, y peakEntry) int {
 		switch {
 		case x.left > y.left:
@@ -121,12 +149,4 @@ func (b *Backend) kvPeak(now time.Time, itl time.Duration, output float64) (peak
 		}
 		return 0
 	})
-	count := 0.0
-	for _, e := range entries {
-		held += e.held
-		count++
-		k := e.left
-		peak = max(peak, held+count*k-max(output-k, 0))
-	}
-	return peak, held
 }

@@ -19,6 +19,7 @@ func TestKVPeakMatchesStepByStep(t *testing.T) {
 		for range rng.IntN(12) {
 			w := Work{PromptTokens: int64(rng.IntN(3000)), ExpectedOutput: int64(1 + rng.IntN(600))}
 			b.Acquire(w)
+			b.kvPeak(now, 10*time.Millisecond, 1) // sorted figures kept: the next start must renew them
 			chunks := (int(w.uncached()) + prefillChunk - 1) / prefillChunk
 			reqs = append(reqs, req{int(w.uncached()) + blockSlack, int(w.ExpectedOutput) + endSlack + chunks})
 		}
@@ -80,7 +81,8 @@ func TestKVPeakAdmitsBehindEndingRequests(t *testing.T) {
 }
 
 // BenchmarkKVPeak is the fit's cost on a backend with 64 requests in flight,
-// paid only when their end sizes alone leave no room.
+// paid only when their end sizes alone leave no room: "fresh" sorts the
+// requests' figures, "reused" walks those sorted under peakReuse ago.
 //
 //	go test -run '^$' -bench KVPeak -benchmem ./lb
 func BenchmarkKVPeak(b *testing.B) {
@@ -90,10 +92,19 @@ func BenchmarkKVPeak(b *testing.B) {
 		be.Acquire(Work{PromptTokens: int64(rng.IntN(3000)), ExpectedOutput: int64(1 + rng.IntN(600))}).FirstByte()
 	}
 	now := time.Now().Add(time.Second)
-	b.ReportAllocs()
-	for b.Loop() {
-		be.kvPeak(now, 10*time.Millisecond, 300)
-	}
+	b.Run("fresh", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			now = now.Add(peakReuse)
+			be.kvPeak(now, 10*time.Millisecond, 300)
+		}
+	})
+	b.Run("reused", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			be.kvPeak(now, 10*time.Millisecond, 300)
+		}
+	})
 }
 
 // TestKVPeakCountsRelayedTokens: tokens the gateway relayed are the
