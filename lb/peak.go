@@ -41,8 +41,9 @@ type peakEntry struct {
 //
 // Measured with bench-routing kv-tight, llm+queue against least_conn, 30 s:
 // without the slack 0 to 4 preemptions a run in nine runs (least_conn 18
-// to 68), with it 0 in seeds 1, 2 and 5 (least_conn 21 to 63) and TTFT p99
-// still -16 % to -65 %; 16 steps is one block of decode. Counting no progress at all left 4 (seed 2): the
+// to 68), with it 0 to 2 in ten runs over seeds 1, 2, 3 and 5 (least_conn
+// 21 to 65) and TTFT p99 still -16 % to -65 %; 16 steps is one block of
+// decode. Counting no progress at all left 4 (seed 2): the
 // misses were at the ends, not in the tokens made.
 const (
 	blockSlack   = 16 - 1
