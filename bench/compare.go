@@ -55,6 +55,7 @@ func latencyMetric(name string, pick func(*Result) Latency, pct func(Latency) ti
 var compareMetrics = func() []metric {
 	ttft := func(r *Result) Latency { return r.TTFT }
 	itl := func(r *Result) Latency { return r.ITL }
+	tpot := func(r *Result) Latency { return r.TPOT }
 	e2e := func(r *Result) Latency { return r.E2E }
 	p50 := func(l Latency) time.Duration { return l.P50 }
 	p90 := func(l Latency) time.Duration { return l.P90 }
@@ -68,6 +69,10 @@ var compareMetrics = func() []metric {
 		latencyMetric("TTFT p99", ttft, p99),
 		latencyMetric("ITL p50", itl, p50),
 		latencyMetric("ITL p99", itl, p99),
+		// Per request: a stream that starts fast and then crawls shows
+		// here, where the gap percentiles mix it with everyone's.
+		latencyMetric("TPOT p50", tpot, p50),
+		latencyMetric("TPOT p99", tpot, p99),
 		latencyMetric("E2E p50", e2e, p50),
 		latencyMetric("E2E p99", e2e, p99),
 		{name: "requests/s", dir: lowerWorse, value: always(func(r *Result) float64 { return r.RequestsPerSec }),

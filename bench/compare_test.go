@@ -15,6 +15,7 @@ func sampleResult() *Result {
 		RequestsPerSec: 50, OutputTokensPerSec: 5000,
 		TTFT: lat(100*time.Millisecond, 400*time.Millisecond),
 		ITL:  lat(20*time.Millisecond, 40*time.Millisecond),
+		TPOT: lat(15*time.Millisecond, 30*time.Millisecond),
 		E2E:  lat(2*time.Second, 4*time.Second),
 	}
 }
@@ -27,6 +28,7 @@ func TestRegressions(t *testing.T) {
 	cand := sampleResult()
 	cand.TTFT.P99 = 460 * time.Millisecond // +15%: regression
 	cand.ITL.P50 = 21 * time.Millisecond   // +5%: within the threshold
+	cand.TPOT.P99 = 36 * time.Millisecond  // +20%: one stream in a hundred crawls
 	cand.E2E.P50 = 1 * time.Second         // better
 	cand.RequestsPerSec = 44               // -12%: regression
 	cand.OutputTokensPerSec = 4600         // -8%: within
@@ -35,7 +37,7 @@ func TestRegressions(t *testing.T) {
 	for _, r := range Regressions(base, cand) {
 		got[r.Metric] = true
 	}
-	want := map[string]bool{"TTFT p99": true, "requests/s": true, "errors": true}
+	want := map[string]bool{"TTFT p99": true, "TPOT p99": true, "requests/s": true, "errors": true}
 	if len(got) != len(want) {
 		t.Fatalf("regressions %v, want %v", got, want)
 	}
