@@ -51,7 +51,7 @@ type Backend struct {
 	// figures of them (peak.go).
 	lmu         sync.Mutex
 	live        []*Lease
-	liveVersion uint64 // counts starts, first bytes and ends
+	liveVersion uint64 // counts starts and ends
 	peakScratch []peakEntry
 	peakAt      time.Time
 	peakVersion uint64
@@ -192,7 +192,7 @@ type Lease struct {
 	prefilled atomic.Bool // prompt tokens released from prefillPending
 	done      atomic.Bool
 	reported  atomic.Bool
-	live      live // guarded by b.lmu
+	slot      int // index in b.live; guarded by b.lmu
 	// generated counts the tokens the gateway relayed so far, for the KV
 	// peak; 0 where nobody reports them.
 	generated atomic.Int64
@@ -217,10 +217,7 @@ func (l *Lease) Backend() *Backend { return l.b }
 
 // FirstByte marks the end of the request's prefill: its prompt no longer waits
 // for the GPU.
-func (l *Lease) FirstByte() {
-	l.releasePrefill()
-	l.b.markFirstByte(l, time.Now())
-}
+func (l *Lease) FirstByte() { l.releasePrefill() }
 
 // releasePrefill takes the prompt out of the pending prefill once, whichever of
 // FirstByte and Done comes first.

@@ -101,8 +101,7 @@
 // (kvPeak). In a batch every sequence gains a token per decode step, so
 // after k steps a request with r steps left holds what it holds now plus
 // k while k < r, and nothing after; its tokens so far are those the gateway
-// relayed (else the time since its first byte over the backend's
-// inter-token time). The request fits if, at every step, the others plus
+// relayed. The request fits if, at every step, the others plus
 // its own prompt and the output it has made by then fit; the largest such
 // sum is just before one of the others ends, so the walk is over their
 // ends, sorted (1.0 µs at 64 in flight; the sorted figures serve 5 ms while

@@ -18,12 +18,6 @@ import (
 // so after k steps a request with r steps left and c tokens held holds
 // c + k tokens while k < r, and none after.
 
-// live is one lease's place in its backend's list of requests in flight.
-type live struct {
-	firstByte time.Time // zero until the first byte
-	slot      int       // index in Backend.live
-}
-
 // peakEntry is a request in flight as the peak sees it: tokens held now and
 // decode steps left.
 type peakEntry struct {
@@ -31,20 +25,20 @@ type peakEntry struct {
 }
 
 // blockSlack is what rounding a sequence up to whole KV blocks (vLLM's
-// default block size, 16 tokens) may add. endSlack is how many steps later than expected a request may end: the
-// peak is sharp at the others' ends, and one that ends a few steps late
-// (a relay behind the backend, a step spent on another's prefill) is still
-// holding its whole KV when the next request has grown. A request without
-// a first byte is still prefilling: its decode begins after a prefill chunk
-// per step (vLLM V1's default max_num_batched_tokens, the smaller of its
-// defaults, so the later start).
+// default block size, 16 tokens) may add. endSlack is how many steps later
+// than expected a request may end: the peak is sharp at the others' ends,
+// and one that ends a few steps late (a relay behind the backend, a step
+// spent on another's prefill) is still holding its whole KV when the next
+// request has grown. A request without a first byte is still prefilling: its
+// decode begins after a prefill chunk per step (vLLM V1's default
+// max_num_batched_tokens, the smaller of its defaults, so the later start).
 //
 // Measured with bench-routing kv-tight, llm+queue against least_conn, 30 s:
 // without the slack 0 to 4 preemptions a run in nine runs (least_conn 18
 // to 68), with it 0 to 2 in ten runs over seeds 1, 2, 3 and 5 (least_conn
 // 21 to 65) and TTFT p99 still -16 % to -65 %; 16 steps is one block of
-// decode. Counting no progress at all left 4 (seed 2): the
-// misses were at the ends, not in the tokens made.
+// decode. Counting no progress at all left 4 (seed 2): the misses were at
+// the ends, not in the tokens made.
 const (
 	blockSlack   = 16 - 1
 	endSlack     = 16
@@ -54,7 +48,7 @@ const (
 // track adds the lease to the backend's list of requests in flight.
 func (b *Backend) track(l *Lease) {
 	b.lmu.Lock()
-	l.live = live{slot: len(b.live)}
+	l.slot = len(b.live)
 	b.live = append(b.live, l)
 	b.liveVersion++
 	b.lmu.Unlock()
@@ -64,21 +58,11 @@ func (b *Backend) track(l *Lease) {
 func (b *Backend) untrack(l *Lease) {
 	b.lmu.Lock()
 	last := len(b.live) - 1
-	if i := l.live.slot; i <= last && b.live[i] == l {
+	if i := l.slot; i <= last && b.live[i] == l {
 		b.live[i] = b.live[last]
-		b.live[i].live.slot = i
+		b.live[i].slot = i
 		b.live[last] = nil
 		b.live = b.live[:last]
-		b.liveVersion++
-	}
-	b.lmu.Unlock()
-}
-
-// markFirstByte records when the lease's stream began to decode.
-func (b *Backend) markFirstByte(l *Lease, now time.Time) {
-	b.lmu.Lock()
-	if l.live.firstByte.IsZero() {
-		l.live.firstByte = now
 		b.liveVersion++
 	}
 	b.lmu.Unlock()
@@ -90,19 +74,18 @@ func (b *Backend) markFirstByte(l *Lease, now time.Time) {
 // output the request will not have generated yet (max(output-k, 0)). A
 // request whose prompt plus output is at most capacity minus kvPeak never
 // finds the backend full, as long as the others end when expected. A
-// request's tokens so far are those the gateway relayed (Lease.Generated),
-// else the time since its first byte over itl; with neither, none. held is
-// what the requests in flight hold now.
+// request's tokens so far are those the gateway relayed (Lease.Generated);
+// held is what the requests in flight hold now.
 //
 // The requests' figures, sorted, are kept for peakReuse while no request
 // starts or ends: the admission queue tests every waiter against every
 // backend each tick, and a token or two of progress moves nothing the
 // slack does not cover.
-func (b *Backend) kvPeak(now time.Time, itl time.Duration, output float64) (peak, held float64) {
+func (b *Backend) kvPeak(now time.Time, output float64) (peak, held float64) {
 	b.lmu.Lock()
 	defer b.lmu.Unlock()
 	if b.peakVersion != b.liveVersion || now.Sub(b.peakAt) >= peakReuse || now.Before(b.peakAt) {
-		b.sortPeakEntries(now, itl)
+		b.sortPeakEntries(now)
 	}
 	// The sum is piecewise linear in k, rising until each request ends:
 	// its maximum is just before one of them does. Walking them from the
@@ -121,21 +104,16 @@ func (b *Backend) kvPeak(now time.Time, itl time.Duration, output float64) (peak
 const peakReuse = 5 * time.Millisecond
 
 // sortPeakEntries rebuilds the requests' figures, longest to end first.
-func (b *Backend) sortPeakEntries(now time.Time, itl time.Duration) {
+func (b *Backend) sortPeakEntries(now time.Time) {
 	b.peakAt, b.peakVersion = now, b.liveVersion
 	entries := b.peakScratch[:0]
 	for _, l := range b.live {
 		out := l.work.output(DefaultDecodeReserve)
-		// Tokens made so far: as relayed, else estimated from the time
-		// since the first byte.
-		made := float64(l.generated.Load())
-		if made == 0 && !l.live.firstByte.IsZero() && itl > 0 {
-			made = float64(now.Sub(l.live.firstByte)) / float64(itl)
-		}
-		made = min(made, out)
+		made := min(float64(l.generated.Load()), out)
 		left := max(out-made, 1) + endSlack
-		if l.live.firstByte.IsZero() {
-			// Its decode starts only once its prompt is in, a chunk a step.
+		if !l.prefilled.Load() {
+			// No first byte yet: its decode starts once its prompt is in,
+			// a chunk a step.
 			left += math.Ceil(float64(l.work.uncached()) / prefillChunk)
 		}
 		entries = append(entries, peakEntry{held: float64(l.work.uncached()) + made + blockSlack, left: left})

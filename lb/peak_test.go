@@ -19,7 +19,7 @@ func TestKVPeakMatchesStepByStep(t *testing.T) {
 		for range rng.IntN(12) {
 			w := Work{PromptTokens: int64(rng.IntN(3000)), ExpectedOutput: int64(1 + rng.IntN(600))}
 			b.Acquire(w)
-			b.kvPeak(now, 10*time.Millisecond, 1) // sorted figures kept: the next start must renew them
+			b.kvPeak(now, 1) // sorted figures kept: the next start must renew them
 			chunks := (int(w.uncached()) + prefillChunk - 1) / prefillChunk
 			reqs = append(reqs, req{int(w.uncached()) + blockSlack, int(w.ExpectedOutput) + endSlack + chunks})
 		}
@@ -34,7 +34,7 @@ func TestKVPeakMatchesStepByStep(t *testing.T) {
 			}
 			want = max(want, held-max(output-k, 0))
 		}
-		if got, _ := b.kvPeak(now, 10*time.Millisecond, float64(output)); int(got) != want {
+		if got, _ := b.kvPeak(now, float64(output)); int(got) != want {
 			t.Fatalf("round %d: peak %v, step by step %d (%+v, output %d)", round, got, want, reqs, output)
 		}
 	}
@@ -48,18 +48,19 @@ func TestKVPeakAdmitsBehindEndingRequests(t *testing.T) {
 	p := NewPool()
 	w := DefaultWeights()
 	a := p.Backend("a")
-	a.ObserveITL(10 * time.Millisecond)
 	long := a.Acquire(Work{PromptTokens: 1000, ExpectedOutput: 2000})
 	ending := a.Acquire(Work{PromptTokens: 3000, ExpectedOutput: 100})
-	ending.FirstByte()
-	long.FirstByte()
-	// 0.9 s later at 10 ms a token: the ending one has 10 tokens left.
-	now := time.Now().Add(900 * time.Millisecond)
+	// 90 tokens of each relayed: the ending one has 10 left.
+	for _, l := range []*Lease{long, ending} {
+		l.FirstByte()
+		l.Generated(90)
+	}
+	now := time.Now()
 	p.UpdateStats("a", Stats{At: now, HasKV: true, KVUsage: 0.5, CapacityTokens: 8192})
 	cands := []*Backend{a}
 	grows := Work{PromptTokens: 3000, ExpectedOutput: 1500} // 4,500 > 8,192 - 6,100 committed
 	if !room(p, cands, grows, &w, now) {
-		peak, held := a.kvPeak(now, 10*time.Millisecond, 1500)
+		peak, held := a.kvPeak(now, 1500)
 		t.Fatalf("4,500 tokens fit: the 3,100-token request ends in 10 steps (peak %.0f, held %.0f)", peak, held)
 	}
 	big := Work{PromptTokens: 4500, ExpectedOutput: 600}
@@ -96,19 +97,20 @@ func BenchmarkKVPeak(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			now = now.Add(peakReuse)
-			be.kvPeak(now, 10*time.Millisecond, 300)
+			be.kvPeak(now, 300)
 		}
 	})
 	b.Run("reused", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			be.kvPeak(now, 10*time.Millisecond, 300)
+			be.kvPeak(now, 300)
 		}
 	})
 }
 
 // TestKVPeakCountsRelayedTokens: tokens the gateway relayed are the
-// request's progress, whatever the inter-token time says.
+// request's progress, and its first byte ends the prefill steps counted
+// before its decode; both show once the kept figures are renewed.
 func TestKVPeakCountsRelayedTokens(t *testing.T) {
 	a := NewBackend("a")
 	a.Acquire(Work{PromptTokens: 1000, ExpectedOutput: 2000})
@@ -116,14 +118,14 @@ func TestKVPeakCountsRelayedTokens(t *testing.T) {
 	now := time.Now()
 	// Nothing known of its progress: 100 steps to go after two steps of
 	// prefill, and endSlack, 3,015 held.
-	if peak, held := a.kvPeak(now, 0, 100); peak != 4266 || held != 4030 {
+	if peak, held := a.kvPeak(now, 100); peak != 4266 || held != 4030 {
 		t.Fatalf("no progress: peak %v held %v, want 4266 and 4030", peak, held)
 	}
 	ending.FirstByte()
 	ending.Generated(90)
 	// Just before it ends, 10 steps and the slack on: 1,015 + 3,105 held
 	// now, 26 more each, less the 74 the asking request has yet to make.
-	if peak, held := a.kvPeak(now, 0, 100); peak != 4098 || held != 4120 {
+	if peak, held := a.kvPeak(now.Add(peakReuse), 100); peak != 4098 || held != 4120 {
 		t.Fatalf("90 relayed: peak %v held %v, want 4098 and 4120", peak, held)
 	}
 }

@@ -177,7 +177,7 @@ const P2CThreshold = 64
 func (p *Pool) Pick(cands []*Backend, work Work, w *Weights, now time.Time) int {
 	if work.Placed != nil {
 		if i := slices.Index(cands, work.Placed); i >= 0 {
-			if sn := work.Placed.snapshot(now); sn.active && !sn.down && sn.failed < failingFraction {
+			if sn := work.Placed.snapshot(now); sn.serving() {
 				return i
 			}
 		}
@@ -347,7 +347,7 @@ func (p *Pool) pickTwo(cands []*Backend, work Work, w *Weights, pc PrefixConfig,
 	best, bestCost := -1, 0.0
 	consider := func(i int) bool {
 		sn := cands[i].snapshot(now)
-		if !sn.active || sn.down || sn.failed >= failingFraction {
+		if !sn.serving() {
 			return false
 		}
 		s := cands[i].score(&sn, work, w, median, now)

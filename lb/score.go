@@ -244,6 +244,12 @@ type snapshot struct {
 	ramp   float64
 }
 
+// serving reports whether the backend is in rotation, up and not failing:
+// one a request may go to without falling back.
+func (sn *snapshot) serving() bool {
+	return sn.active && !sn.down && sn.failed < failingFraction
+}
+
 func (b *Backend) snapshot(now time.Time) snapshot {
 	b.omu.Lock()
 	failed, itl := b.fails.fraction(now), b.itl
@@ -301,15 +307,15 @@ func (b *Backend) scoreTerms(sn *snapshot, work Work, w *Weights, medians fleetM
 					// gateways' requests), taken as never ending. What the
 					// scrape saw of requests that ended since is not foreign:
 					// it is gone.
-					peak, held := b.kvPeak(now, time.Duration(sn.itl*float64(time.Second)), work.output(w.DecodeReserve))
+					peak, held := b.kvPeak(now, work.output(w.DecodeReserve))
 					foreign := max(st.KVUsage*capacity-held-float64(b.freedTokens.Load()), 0)
 					used = min(used, peak+foreign)
 				}
 				used = min(used, capacity)
 				free = capacity - used + float64(cached)
 				fits = free >= need
-				fitsEmpty = float64(st.CapacityTokens)+float64(cached) >= need
-				promptFits = float64(st.CapacityTokens)*(1-kv)+float64(cached) >= float64(work.PromptTokens)
+				fitsEmpty = capacity+float64(cached) >= need
+				promptFits = capacity*(1-kv)+float64(cached) >= float64(work.PromptTokens)
 			}
 		}
 		if st.HasRates {

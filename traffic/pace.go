@@ -35,9 +35,10 @@ const (
 )
 
 // content records a content event that arrived gap after the previous one;
-// sameRead says it came in the same read of the stream (gap is then 0).
-func (p *pace) content(gap time.Duration, sameRead bool) {
-	if sameRead {
+// 0 means in the same read of the stream (events of one read share its
+// instant).
+func (p *pace) content(gap time.Duration) {
+	if gap == 0 {
 		// Events read together with the stream's first carry no gap to
 		// share; they are left out, as the first event is.
 		if p.pending > 0 {

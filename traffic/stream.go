@@ -223,7 +223,7 @@ func (o *Observer) content(now time.Time) {
 		o.first = now
 	} else {
 		gap := now.Sub(o.last)
-		o.pace.content(gap, gap == 0)
+		o.pace.content(gap)
 		if gap > o.maxGap {
 			o.maxGap = gap
 		}
