@@ -89,7 +89,23 @@ func (f *simFleet) stream(maxTokens int) result { return f.streamNotify(maxToken
 // as soon as the response headers arrive.
 func (f *simFleet) streamNotify(maxTokens int, started func(backend string)) result {
 	body := fmt.Sprintf(`{"model":"m","prompt":"tell me a story about routers","max_tokens":%d,"ignore_eos":true,"stream":true}`, maxTokens)
-	resp, err := http.Post("http://"+f.gw+"/v1/completions", "application/json", strings.NewReader(body))
+	return f.send(body, nil, started)
+}
+
+// send streams one completion request with body and any extra headers,
+// telling started (if set) which backend serves it once the response
+// headers arrive.
+func (f *simFleet) send(body string, header http.Header, started func(backend string)) result {
+	req, err := http.NewRequest(http.MethodPost, "http://"+f.gw+"/v1/completions", strings.NewReader(body))
+	if err != nil {
+		return result{err: err}
+	}
+	req.Header = header.Clone()
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		if started != nil {
 			started("")
@@ -123,13 +139,18 @@ type tally struct {
 // load runs clients until the returned stop is called (or the test ends);
 // stop returns once the requests in flight have ended and are counted.
 func (f *simFleet) load(t *testing.T, clients, maxTokens int) (*tally, func()) {
+	return f.loadWith(t, clients, func(int) result { return f.stream(maxTokens) })
+}
+
+// loadWith is load with each client's requests made by request(client).
+func (f *simFleet) loadWith(t *testing.T, clients int, request func(client int) result) (*tally, func()) {
 	tl := &tally{per: map[string]int{}}
 	stopCh := make(chan struct{})
 	var once sync.Once
 	var wg sync.WaitGroup
 	stop := func() { once.Do(func() { close(stopCh) }); wg.Wait() }
 	t.Cleanup(stop)
-	for range clients {
+	for i := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -139,7 +160,7 @@ func (f *simFleet) load(t *testing.T, clients, maxTokens int) (*tally, func()) {
 					return
 				default:
 				}
-				tl.add(f.stream(maxTokens))
+				tl.add(request(i))
 			}
 		}()
 	}
