@@ -63,11 +63,12 @@ func (p *Pool) Place(cands []*Backend, work Work, w *Weights, now time.Time, t *
 		if !s.fitsEmpty {
 			return true, nil
 		}
-		free := s.freeKV - t.of(b)
+		inTransit := t.of(b)
+		free := s.freeKV - inTransit
 		if free >= need && (room == nil || s.cost < roomCost) {
 			room, roomFree, roomCost = b, free, s.cost
 		}
-		if !math.IsInf(t.of(b), 1) && (nearest == nil || free > nearestFree) {
+		if !math.IsInf(inTransit, 1) && (nearest == nil || free > nearestFree) {
 			nearest, nearestFree = b, free
 		}
 	}
