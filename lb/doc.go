@@ -104,7 +104,7 @@
 // relayed. The request fits if, at every step, the others plus
 // its own prompt and the output it has made by then fit; the largest such
 // sum is just before one of the others ends, so the walk is over their
-// ends, sorted (1.0 µs at 64 in flight; the sorted figures serve 5 ms while
+// ends, sorted (1.5 µs at 64 in flight; the sorted figures serve 5 ms while
 // no request starts or ends, 0.3 µs: go test -bench KVPeak ./lb). Each may
 // end 16 steps late, and one still prefilling starts decoding a 2,048-token
 // chunk per step later (peak.go has the measurement). Usage the scrape
